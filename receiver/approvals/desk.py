@@ -74,9 +74,8 @@ class ApprovalDesk:
         self._log = log or structlog.get_logger("remediator.approvals")
         self._metrics = metrics
         self._notice_sends = NoticeSends(self._log)  # shared with the copies ``over`` makes
-        # Told the id of each run an approval ended (expired, rejected, cancelled): the
-        # pipeline gives back the budget slot such a run never used (pipeline/budget.py). In
-        # a list shared with the copies ``over`` makes, so that whichever is set first holds.
+        # Told the id of each run an approval ended (expired, rejected, cancelled), to give back
+        # its unused slot (pipeline/budget.py); a list ``over``'s copies share: the first set holds.
         self._ended: list[Callable[[str], Awaitable[None]]] = []
 
     @property
@@ -167,7 +166,8 @@ class ApprovalDesk:
             return Gate.ENDED
         if await self.expire(run.id):
             return Gate.ENDED
-        # Woken early: wake again when it expires (the store's clock decides).
+        # Woken early: send the request no channel took (``notify``), wake again at its expiry.
+        await self.announce_undelivered(latest)
         remaining = (latest.expires_at - await self.store.server_now()).total_seconds()
         await self.store.enqueue_job(JobKind.RESUME_RUN, run.id, delay_s=max(0.0, remaining))
         return Gate.WAIT
@@ -376,9 +376,9 @@ class ApprovalDesk:
 
     async def announce_undelivered(self, approval: ApprovalRecord) -> None:
         """Send the request of the pending ``approval`` again when no channel took it (no
-        ``notification.sent`` row): its process died after storing it, before the channel
-        answered, or the channel failed it. Raises StoreUnavailable when that cannot be read.
-        A channel that took the first may get it twice; untold, nobody decides in time."""
+        ``notification.sent`` row: its process died before the channel answered, or the channel
+        failed it, ``send_recorded`` queueing this wake). Raises StoreUnavailable when that
+        cannot be read. A channel that took it may get it twice; untold, nobody decides."""
         if self.notifier is None:
             return
         name = notice_name(Notice(NoticeKind.REQUESTED, approval))

@@ -5,7 +5,8 @@ sends through one of the ``notify.channels`` the service is configured with (the
 URLs and retry policy the ``notify`` action and the run announcements use): a Slack channel gets
 the approval message with its buttons, a webhook channel the notice as plain JSON. A notice that
 cannot be sent raises NotifyError, which the desk logs; the approval stays pending and is listed
-by the API and the CLI. Sent or not, each notice is audited (``send_recorded``).
+by the API and the CLI, and a request the channel did not take for now is sent again
+(``REQUEST_RETRY_S``). Sent or not, each notice is audited (``send_recorded``).
 
 Each notice carries the run's id (``X-Remediator-Run-Id``) and an ``Idempotency-Key`` of the
 approval and the notice (``approval_notice_key``), as the other notifications do: the same on
@@ -23,8 +24,8 @@ import asyncio
 from collections.abc import Coroutine
 from typing import Any, Protocol
 
-from receiver.approvals.messages import Notice, slack_message, webhook_body
-from receiver.store import Store, StoreUnavailable
+from receiver.approvals.messages import Notice, NoticeKind, slack_message, webhook_body
+from receiver.store import JobKind, Store, StoreUnavailable
 from remediations.base import ActionError, TransientActionError
 from remediations.http.post import post_json
 from remediations.notify.message import ChannelKind
@@ -32,6 +33,7 @@ from remediations.notify.notifier import Notifier, notice_key
 
 __all__ = [
     "DECISION_NOTICE_WAIT_S",
+    "REQUEST_RETRY_S",
     "ApprovalNotifier",
     "ChannelNotifier",
     "NoticeSends",
@@ -40,6 +42,12 @@ __all__ = [
     "notice_name",
     "send_recorded",
 ]
+
+# How soon a request's notice the channel did not take (429, 5xx, no answer, after its
+# attempts) is sent again (seconds): its run's ``resume_run`` job is queued due then, whose
+# wake sends it (``ApprovalDesk.gate``), until it is sent or the approval ends. Untold, nobody
+# decides, and the approval expires unseen.
+REQUEST_RETRY_S = 30.0
 
 # How long a decision's answer waits for its notice (seconds): Slack shows the clicker an error
 # when a button's answer takes more than 3 s, and a channel's send may take a minute or more
@@ -153,7 +161,10 @@ async def send_recorded(
     """Send ``notice`` through ``notifier``, then audit it on its run (``notification.sent``,
     or ``notification.failed`` with the error: who was told what, and when, is in the
     record). The error when it was not accepted (logged), else None; never raises for the
-    notifier, nor for the store: an audit row that cannot be written is logged."""
+    notifier, nor for the store: an audit row that cannot be written is logged. A request
+    the channel did not take for now (not ``lasting``) is sent again ``REQUEST_RETRY_S``
+    later (its run's ``resume_run`` job, queued here; ``ApprovalDesk.announce_undelivered``):
+    only a pass taken up again after a crash sent it, and a Slack blip lost it for good."""
     approval = notice.approval
     failure: NotifyError | None = None
     error: str | None = None
@@ -177,6 +188,8 @@ async def send_recorded(
             run_id=approval.run_id,
             data=data,
         )
+        if failure is not None and not failure.lasting and notice.kind is NoticeKind.REQUESTED:
+            await store.enqueue_job(JobKind.RESUME_RUN, approval.run_id, delay_s=REQUEST_RETRY_S)
     except StoreUnavailable as exc:
         log.error("could not record the notification", error=str(exc))
     return failure

@@ -111,7 +111,9 @@ class _Retryable(Exception):
 
 
 def parse_retry_after(value: str | None, now: datetime | None = None) -> float | None:
-    """Seconds from a ``Retry-After`` header (delta-seconds or an HTTP date), or None."""
+    """Seconds from a ``Retry-After`` header (delta-seconds or an HTTP date), or None for a
+    value that is neither: not ASCII digits, no date, or a date no ``datetime`` holds (an
+    HTTP date's year is four digits; ``99999999999`` raised OverflowError out of the call)."""
     if not value:
         return None
     text = value.strip()
@@ -122,7 +124,7 @@ def parse_retry_after(value: str | None, now: datetime | None = None) -> float |
         return float(text)
     try:
         when = parsedate_to_datetime(text)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         return None
     if when.tzinfo is None:
         when = when.replace(tzinfo=UTC)

@@ -8,8 +8,10 @@ from __future__ import annotations
 import asyncio
 
 from receiver.approvals.messages import NoticeKind
+from receiver.approvals.notify import REQUEST_RETRY_S
 from receiver.approvals.state import Decision
 from receiver.model import ApprovalState
+from receiver.store import JobKind
 from tests.support.approval_deciders import ALICE, API
 from tests.support.approvals import MakeApprovalEnv, Peer
 from tests.support.polling import current, eventually
@@ -71,3 +73,65 @@ async def test_a_decision_is_answered_while_its_notice_waits_for_the_channel(
         return [e["data"]["notice"] for e in audit if e["kind"] == "notification.sent"]
 
     await eventually(sent, lambda notices: "approval approved" in notices, what="audited")
+
+
+async def test_a_retry_after_date_past_any_calendar_is_a_wait_and_the_request_stands(
+    approval_env: MakeApprovalEnv, peer: Peer
+) -> None:
+    """A 503 whose Retry-After is an HTTP date no calendar holds (year 99999999999) raised
+    OverflowError out of the notice's send: not a NotifyError, so the approval's request
+    escaped the desk (which never raises for a channel) and failed the pass that asked for
+    it, with no audit row of the notice. It is read as no Retry-After: retried, then audited
+    as not delivered, and the approval waits as ever."""
+    env = await approval_env()
+    peer.notify_status = 503
+    peer.notify_retry_after = "Mon, 01 Jan 99999999999 00:00:00 GMT"
+
+    run, approval = await env.pending_run()
+
+    assert approval.state is ApprovalState.PENDING
+    assert len(peer.notice_headers) == 3  # the channel's three attempts
+    audit = await env.harness.store.audit_entries(run.id)
+    [failed] = [e["data"] for e in audit if e["kind"] == "notification.failed"]
+    assert failed["notice"] == "approval requested"
+    assert "gave up after 3 attempts: HTTP 503" in failed["error"]
+
+
+async def test_a_request_the_channel_did_not_take_is_sent_again_once_it_answers(
+    approval_env: MakeApprovalEnv, peer: Peer
+) -> None:
+    """Three 503s in the second the request was made (the sender's attempts: a Slack blip)
+    lost it for good: nothing sent it again while it was pending (only a pass taken up again
+    after a crash looked), so nobody was asked, and the first the approvers heard of it was
+    its expiry, 30 minutes later. Its run is woken ``REQUEST_RETRY_S`` later and sends it
+    once the channel takes it; once sent, not again."""
+    env = await approval_env()
+    store = env.harness.store
+    peer.notify_status = 503
+
+    run, approval = await env.pending_run()
+    assert peer.kinds() == []  # the channel took nothing
+    # The wake is queued for soon, not for the expiry alone.
+    due = await store.next_job_due()
+    assert due is not None
+    assert (due - await store.server_now()).total_seconds() <= REQUEST_RETRY_S
+    peer.notify_status = 200
+
+    # Its time come (made due now: the queue keeps the earlier time), the wake sends it.
+    await store.enqueue_job(JobKind.RESUME_RUN, run.id)
+    await env.harness.drain()
+    assert peer.kinds() == ["approval.requested"]
+    [request] = peer.notices
+    assert request["approval"]["id"] == approval.id
+    assert request["link"]  # signed anew: the approvers decide from it
+
+    # Sent: a later wake (the expiry's, early) does not send it again, nor queue a retry.
+    await store.enqueue_job(JobKind.RESUME_RUN, run.id)
+    await env.harness.drain()
+    assert peer.kinds() == ["approval.requested"]
+    pending = await store.get_approval(approval.id)
+    assert pending is not None
+    assert pending.state is ApprovalState.PENDING
+    due = await store.next_job_due()
+    assert due is not None
+    assert (due - await store.server_now()).total_seconds() > REQUEST_RETRY_S  # the expiry

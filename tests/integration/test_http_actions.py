@@ -133,12 +133,13 @@ async def test_a_retry_after_past_the_cap_gives_up_at_once(
     assert not e.value.may_have_acted  # throttled: the endpoint did not take it
 
 
-@pytest.mark.parametrize("header", ["١٢٠", "²"])
+@pytest.mark.parametrize("header", ["١٢٠", "²", "Mon, 01 Jan 99999999999 00:00:00 GMT"])
 async def test_a_retry_after_not_in_ascii_digits_is_no_delay(
     peer: Peer, session: aiohttp.ClientSession, header: str
 ) -> None:
     """Retry-After is ASCII digits or an HTTP date: Arabic-Indic 120 was read as 120 s (past
-    the cap: given up at once), a superscript two raised ValueError out of the action."""
+    the cap: given up at once), a superscript two raised ValueError out of the action, and a
+    date whose year no calendar holds OverflowError."""
     url = peer.answer("/flush", Reply(503, headers={"Retry-After": header}), Reply(200))
 
     result = await HttpCall().run(ctx(endpoints(session, flush=url)), call("flush"), PARAMS)

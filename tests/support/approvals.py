@@ -116,6 +116,8 @@ class Peer:
     # not kept), or slow (each notice waits for ``notify_hold`` before it is answered);
     # ``notify_reached`` is set as soon as a notice comes in, answered or not.
     notify_status: int = 200
+    # The Retry-After of such an answer (0: the sender's retries come at once).
+    notify_retry_after: str = "0"
     notify_hold: asyncio.Event | None = None
     notify_reached: asyncio.Event = field(default_factory=asyncio.Event)
 
@@ -151,8 +153,11 @@ async def peer() -> AsyncIterator[Peer]:
         if state.notify_hold is not None:
             await state.notify_hold.wait()
         if state.notify_status != 200:
-            # Retry-After 0: the sender's retries come at once, and it gives up sooner.
-            return web.json_response({}, status=state.notify_status, headers={"Retry-After": "0"})
+            # Retry-After 0 by default: the sender's retries come at once, and it gives up
+            # sooner.
+            return web.json_response(
+                {}, status=state.notify_status, headers={"Retry-After": state.notify_retry_after}
+            )
         state.notices.append(await request.json())
         return web.json_response({})
 
