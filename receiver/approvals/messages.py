@@ -23,7 +23,7 @@ from typing import Any
 
 from receiver.model import ApprovalRecord
 from receiver.text import LINE_BREAK, one_line, visible
-from remediations.notify.message import web_host
+from remediations.web_hosts import web_host
 
 __all__ = [
     "ACTION_APPROVE",
