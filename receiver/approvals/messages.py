@@ -23,6 +23,7 @@ from typing import Any
 
 from receiver.model import ApprovalRecord
 from receiver.text import LINE_BREAK, one_line, visible
+from remediations.web_hosts import web_host
 
 __all__ = [
     "ACTION_APPROVE",
@@ -125,14 +126,22 @@ def _headline_text(notice: Notice) -> str:
     return f"The target changed before the step ran; a new approval is requested: {what}"
 
 
-def _about(notice: Notice, why: int | None = None) -> list[str]:
-    """What and why: the lines that quote the alert; "Why" cut to ``why`` characters."""
+def _about(notice: Notice) -> list[str]:
+    """What and why: the lines that quote the alert ("Why" second)."""
     a = notice.approval
     lines = [
         f"Target: {_target(a)} · action {a.action} · risk {a.risk}",
-        f"Why: {_why(a) if why is None else _cut(_why(a), why)}",
+        f"Why: {_why(a)}",
     ]
-    links = [f"{label}: {url}" for label, url in alert_links(a.context)]
+    # Each link names the host a browser opens for it (``web_host``, the URL Standard's
+    # parser), as a run announcement's does: whoever can post to Alertmanager's API writes
+    # them, and ``https://evil.example\\@prometheus/`` reads as Prometheus, but leads to
+    # evil.example. An address a browser opens no page for is left out.
+    links = [
+        f"{label} ({host}): {url}"
+        for label, url in alert_links(a.context)
+        if (host := web_host(url)) is not None
+    ]
     return [_one_line(line) for line in lines + links]
 
 
@@ -154,8 +163,15 @@ def _lines(notice: Notice) -> list[str]:
     return [_headline(notice), *_about(notice), *_decide(notice)]
 
 
-def _section(lines: list[str]) -> dict[str, Any]:
-    text = _cut("\n".join(_escape(visible(x)) for x in lines), _SECTION)
+def _section(lines: list[str], *, why: int | None = None) -> dict[str, Any]:
+    """A section of ``lines`` as Slack shows them, within ``_SECTION`` characters; ``why``:
+    the second line (``_about``'s "Why") cut to that many, as shown. Cut once shown: showing a
+    format character takes 14 characters (``&lt;U+202E&gt;``) and an ``&`` 5, so a summary
+    cut to 1,000 before could fill the section and push the alert's links out of it."""
+    shown = [_escape(visible(x)) for x in lines]
+    if why is not None:
+        shown[1] = _cut_shown(shown[1], why)
+    text = _cut("\n".join(shown), _SECTION)
     return {"type": "section", "text": {"type": "mrkdwn", "text": text}}
 
 
@@ -167,7 +183,7 @@ def slack_message(notice: Notice) -> dict[str, Any]:
     headline = _cut(_escape(visible(_headline(notice))), _SECTION)
     blocks: list[dict[str, Any]] = [
         {"type": "section", "text": {"type": "mrkdwn", "text": headline}},
-        _section(_about(notice, _WHY)),
+        _section(_about(notice), why=_WHY),
         _section(_decide(notice)),
     ]
     if notice.kind is NoticeKind.REQUESTED and notice.buttons:
@@ -223,6 +239,17 @@ def _button(text: str, action_id: str, value: str, style: str) -> dict[str, Any]
 
 def _cut(text: str, limit: int) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _cut_shown(text: str, limit: int) -> str:
+    """``_cut`` of escaped text, never inside an entity (``&am…`` would show as written)."""
+    if len(text) <= limit:
+        return text
+    kept = text[: limit - 1]
+    amp = kept.rfind("&")
+    if amp != -1 and ";" not in kept[amp:]:
+        kept = kept[:amp]
+    return kept + "…"
 
 
 def _escape(text: str) -> str:

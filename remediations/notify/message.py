@@ -36,10 +36,9 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
-import ada_url
-
 from remediations.base import AlertFacts
 from remediations.visible_text import address, one_line, visible
+from remediations.web_hosts import web_host
 
 __all__ = [
     "ChannelKind",
@@ -167,21 +166,6 @@ def _web(url: str | None) -> bool:
     """Only http(s) links are shown, as in approval requests (``alert_links``): another scheme
     (``slack://``, ``file:``, ``javascript:``) is not a page to look at."""
     return bool(url) and str(url).lower().startswith(("http://", "https://"))
-
-
-def web_host(url: str) -> str | None:
-    """The host (and port) a browser opens for the http(s) ``url``, as the URL Standard
-    (url.spec.whatwg.org, "basic URL parser") finds it, by ada (``ada-url``, the parser Node.js
-    uses): a ``\\`` read as ``/``, the host after the last ``@``, percent-decoded, a label that
-    is not ASCII as the ``xn--`` name DNS is asked for. None when a browser opens no page for it
-    (the Standard's parser refuses it). ``urlsplit`` read ``https://evil.example\\@prometheus/``
-    as host ``prometheus``, where a browser goes to evil.example, and ``pr\\u043emetheus`` (a
-    Cyrillic o) reads as Prometheus but is another host: every host is shown as one no other
-    host looks like."""
-    try:
-        return str(ada_url.URL(url).host)
-    except ValueError:
-        return None
 
 
 def _change(step: StepSummary) -> str:

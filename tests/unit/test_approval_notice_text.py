@@ -139,7 +139,7 @@ def test_an_alert_cannot_write_a_line_of_the_notice(brk: str) -> None:
         "Approval needed",
         "Target",
         "Why",
-        "Runbook",
+        "Runbook (rb.example)",
         "Review and decide",
         "Expires",
         "Run r1 · approval a1",
@@ -149,5 +149,25 @@ def test_an_alert_cannot_write_a_line_of_the_notice(brk: str) -> None:
     blocks = slack_message(notice)["blocks"]
     assert len(blocks[0]["text"]["text"].splitlines()) == 1
     about = blocks[1]["text"]["text"].splitlines()
-    assert [line.split(":")[0] for line in about] == ["Target", "Why", "Runbook"], about
+    expected = ["Target", "Why", "Runbook (rb.example)"]
+    assert [line.split(":")[0] for line in about] == expected, about
     assert blocks[2]["text"]["text"].startswith("Review and decide: https://remediator.example/")
+
+
+def test_each_link_of_a_notice_names_the_host_a_browser_opens() -> None:
+    # "https://evil.example\\@prometheus/" reads as Prometheus; a browser opens evil.example.
+    record = dataclasses.replace(
+        approval(),
+        context={
+            "alertname": "Down",
+            "generator_url": "https://evil.example\\@prometheus:9090/graph",
+            "annotations": {"runbook_url": "https://[::1/x", "dashboard_url": "https://grafana/d"},
+        },
+    )
+    for text in (
+        json.dumps(slack_message(Notice(NoticeKind.REQUESTED, record))),
+        webhook_body(Notice(NoticeKind.REQUESTED, record))["text"],
+    ):
+        assert "Alert source (evil.example): https://evil.example" in text
+        assert "Dashboard (grafana): https://grafana/d" in text
+        assert "Runbook" not in text  # no page a browser would open: not shown as a link

@@ -6,7 +6,9 @@ payloads as built (receiver/approvals/messages.py, remediations/notify/message.p
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import re
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -96,3 +98,27 @@ def test_an_announcement_with_a_long_generator_url_fits_and_keeps_the_run_link()
     assert_within_limits(payload)
     (context,) = [b for b in payload["blocks"] if b["type"] == "context"]
     assert context["elements"][0]["text"] == "<https://remediator.example/api/v1/runs/r1|run>"
+
+
+def test_a_summary_that_grows_when_shown_does_not_push_the_alert_s_links_out() -> None:
+    # "Why" was cut to 1,000 characters before escaping: 1,000 "&" shown as "&amp;", or
+    # format characters shown as "&lt;U+202E&gt;", filled the section's 3,000 and the cut
+    # took the runbook and the alert's source with it.
+    for summary in ("&" * 1000, "\u202e" * 1000, "<" * 999 + "&"):
+        record = approval()
+        context = {
+            **record.context,
+            "annotations": {"summary": summary, "runbook_url": "https://rb/x"},
+            "generator_url": LONG_URL[:200],
+        }
+        record = dataclasses.replace(record, context=context)
+        message = slack_message(Notice(NoticeKind.REQUESTED, record, link=LINK))
+        assert_within_limits(message)
+        about = message["blocks"][1]["text"]["text"]
+        assert "Runbook (rb): https://rb/x" in about, summary[:1]
+        assert f"Alert source (prometheus:9090): {LONG_URL[:200]}" in about
+        why = about.split("\n")[1]
+        assert len(why) <= 1000
+        # Never cut inside an entity: what is left of the last one reads as written.
+        assert why.endswith("…")
+        assert re.fullmatch(r"Why: .*(&amp;|&lt;|&gt;|[^&;])…", why)
