@@ -38,6 +38,7 @@ from receiver.redis_connect import (
     mode_mismatch,
     write_refusal,
 )
+from receiver.redis_eviction import eviction_warning
 from receiver.reloads import log_rule_warnings
 from receiver.rules.loader import RuleHolder
 from receiver.rules.model import RuleSet
@@ -86,10 +87,11 @@ async def redis_checks(
     url: str | None,
     *,
     describe: bool,
-) -> tuple[str | None, str | None, str | None]:
-    """The start-up checks of the guards' Redis, as (mode mismatch, durability warning, write
-    refusal): each what to fix, or None (``receiver.redis_connect``). Without ``describe`` (a
-    worker process: serve made them) only the mode check, whose mismatch stops a start.
+) -> tuple[str | None, str | None, str | None, str | None]:
+    """The start-up checks of the guards' Redis, as (mode mismatch, durability warning,
+    eviction warning, write refusal): each what to fix, or None (``receiver.redis_connect``,
+    ``receiver.redis_eviction``). Without ``describe`` (a worker process: serve made them) only
+    the mode check, whose mismatch stops a start.
 
     Made at once, not one after the other: a Redis that hangs (connections open, no answer)
     holds the start for the longest of their bounds, the mode check's 5 s socket timeout,
@@ -98,14 +100,15 @@ async def redis_checks(
     that raises (none is meant to) raises here once the others are done, so none is left
     running."""
     if not describe:
-        return await mode_mismatch(redis, settings, url), None, None
-    mismatch, durability, refusal = await asyncio.gather(
+        return await mode_mismatch(redis, settings, url), None, None, None
+    mismatch, durability, eviction, refusal = await asyncio.gather(
         mode_mismatch(redis, settings, url),
         durability_warning(redis, guards.keys.pause()),
+        eviction_warning(redis, guards.keys.pause()),
         write_refusal(redis, guards.probe, settings.readiness_timeout_seconds),
         return_exceptions=True,
     )
-    return _said(mismatch), _said(durability), _said(refusal)
+    return _said(mismatch), _said(durability), _said(eviction), _said(refusal)
 
 
 def _said(outcome: str | BaseException | None) -> str | None:
@@ -263,7 +266,7 @@ async def assemble(
             log.info("guards' redis", mode=settings.redis_mode.value, at=redis.where)
         policy = settings.namespace_policy()
         guards = Guards(redis.client, policy, settings.guard_settings())
-        mismatch, durability, refusal = await redis_checks(
+        mismatch, durability, eviction, refusal = await redis_checks(
             redis, guards, settings, endpoints.redis_url, describe=not started_by_serve
         )
         if mismatch is not None:
@@ -283,6 +286,9 @@ async def assemble(
         store.label_clashes = ClashReport(metrics.label_clashes)
         if durability is not None:
             log.warning("guard state may be lost in a redis failover", problem=durability)
+        if eviction is not None:
+            # Deleted guard keys read as no lock, no pause, no budget spent: fail open.
+            log.warning("guard state may be evicted by redis", problem=eviction)
         if refusal is not None:
             # Said once here: otherwise only failing admissions and /readyz would tell that the
             # URL names a replica. Not fatal: a failover ends it, and the guards fail closed.

@@ -99,6 +99,9 @@ class Refusal:
     # When waiting may let the admission pass (Redis clock, UTC); None when waiting will not
     # help (namespace policy, a pause without an end, a rule allowed zero runs).
     retry_at: datetime | None
+    # retry_at less the refusal's time, both on the Redis clock (whatever the service's says):
+    # how long a wait for it is. None when retry_at is, or when unknown.
+    retry_in_s: float | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -69,6 +69,20 @@ def _text(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
 
 
+def _refusal(guard: str, reply: Sequence[Any]) -> Refusal:
+    """admit.lua's refusal ``{0, guard, reason, retry_at_ms (-1: none), now_ms}`` as a Refusal
+    by ``guard``. Its wait is retry_at less now, both the script's clock: the service's clock
+    may disagree with Redis's, and measured on it, a Redis an hour behind made every wait for
+    a lock with less than an hour left 0.1 s, its run asking again ten times a second."""
+    retry_ms, now_ms = int(reply[3]), int(reply[4])
+    return Refusal(
+        guard=guard,
+        reason=_text(reply[2]),
+        retry_at=from_ms(retry_ms) if retry_ms >= 0 else None,
+        retry_in_s=max(0, retry_ms - now_ms) / 1000 if retry_ms >= 0 else None,
+    )
+
+
 def _glob_escape(text: str) -> str:
     return "".join("\\" + ch if ch in "*?[]\\" else ch for ch in text)
 
@@ -173,12 +187,7 @@ class Guards:
                 checked=checked,
                 budget_drawn=int(reply[4]) == 1,
             )
-        retry_ms = int(reply[3])
-        refusal = Refusal(
-            guard=_text(reply[1]),
-            reason=_text(reply[2]),
-            retry_at=from_ms(retry_ms) if retry_ms >= 0 else None,
-        )
+        refusal = _refusal(_text(reply[1]), reply)
         return Admission(admitted=False, refusal=refusal, checked=checked)
 
     async def between_steps(self, req: AdmissionRequest, lock_token: str | None) -> Refusal | None:
@@ -203,12 +212,8 @@ class Guards:
         reply = await self._call("between_steps", lambda: self._admit(keys, argv))
         if int(reply[0]) == 1:
             return None
-        guard, retry_ms = _text(reply[1]), int(reply[3])
-        return Refusal(
-            guard=_LOCK if guard == _HELD.name else guard,
-            reason=_text(reply[2]),
-            retry_at=from_ms(retry_ms) if retry_ms >= 0 else None,
-        )
+        guard = _text(reply[1])
+        return _refusal(_LOCK if guard == _HELD.name else guard, reply)
 
     async def release(self, req: AdmissionRequest, admission: Admission) -> bool:
         """Release the target lock if it still holds this admission's token (never another's,

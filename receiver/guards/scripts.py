@@ -22,6 +22,7 @@ from typing import Any, TypeVar
 from redis.asyncio import Redis, RedisCluster
 from redis.exceptions import (
     ClusterDownError,
+    ClusterError,
     NoPermissionError,
     NoScriptError,
     OutOfMemoryError,
@@ -78,6 +79,16 @@ _CLIENT_REPR = re.compile(
 )
 
 
+# What redis-py's cluster client raises once it has sent a command to the nodes its replies
+# pointed at (MOVED, ASK) or asked again after TRYAGAIN, 16 times over, without the last reply:
+# "TTL exhausted." alone said nothing of why (redis/asyncio/cluster.py, _execute_command).
+_TTL_EXHAUSTED = "TTL exhausted"
+_TTL_WHY = (
+    " (every attempt was redirected, MOVED or ASK, or answered TRYAGAIN: the slot is being"
+    " migrated to another master, or a failover is under way)"
+)
+
+
 def said(exc: BaseException) -> str:
     """What Redis (or redis-py) said, as ``Type: text`` on one line of at most ``_SAID_MAX``
     characters: ``NOREPLICAS Not enough good replicas to write.``, ``Error 111 connecting to
@@ -87,8 +98,11 @@ def said(exc: BaseException) -> str:
     with the script's SHA and line), the guards' own script errors name a guard or an operation,
     never a key's value, and redis-py's connection errors name the host and port, never a password.
     Only an unknown command's reply quotes arguments (its first ones: a SHA, keys). A sentinel
-    redis-py names by its client's repr is named ``sentinel host:port``."""
+    redis-py names by its client's repr is named ``sentinel host:port``; the cluster client's
+    "TTL exhausted." is told what exhausts it (a slot migrating, a failover)."""
     text = _CLIENT_REPR.sub(r"sentinel \1:\2 - ", " ".join(str(exc).split()))
+    if isinstance(exc, ClusterError) and text.startswith(_TTL_EXHAUSTED):
+        text += _TTL_WHY
     name = type(exc).__name__
     return (f"{name}: {text}" if text else name)[:_SAID_MAX]
 

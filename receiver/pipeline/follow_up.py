@@ -16,8 +16,6 @@ undo announced as not done (``undo.UndoNotice``). Redis unreachable changes noth
 
 from __future__ import annotations
 
-from datetime import datetime
-
 from receiver.guards.policy import GuardUnavailable, Refusal
 from receiver.model import GuardSpec, RunOutcome, Verdict
 from receiver.pipeline.budget import BudgetRefund, admission_request
@@ -125,7 +123,7 @@ class AdmitResolve:
             message = f"refused by the {refusal.guard} guard: {refusal.reason}"
             outcome = str(Outcome.REFUSED)
         else:
-            delay = self._delay(refusal.retry_at)
+            delay = self._delay(refusal)
             # The job first: a crash after it leaves a retry without its note, not the reverse.
             await deps.store.enqueue_job(self._job, ctx.run_id, delay_s=delay)
             message = (
@@ -166,9 +164,9 @@ class AdmitResolve:
             )
         return Verdict.stop(self._outcome, message)
 
-    def _delay(self, retry_at: datetime | None) -> float:
+    def _delay(self, refusal: Refusal) -> float:
         longest = self._deps.settings.resolve_retry_s
-        if retry_at is None:
+        # Measured on the Redis clock that decided it, not the service's (Refusal.retry_in_s).
+        if refusal.retry_in_s is None:
             return longest
-        wait = (retry_at - self._deps.clock()).total_seconds()
-        return min(longest, max(1.0, wait))
+        return min(longest, max(1.0, refusal.retry_in_s))

@@ -185,7 +185,15 @@ class Record:
             try:
                 await deps.guards.record_result(ctx.rule, False, failure_id=f"run:{ctx.run_id}")
             except GuardUnavailable as exc:
+                # As the lock's below: ended now, the failure was never counted (a retry leaves
+                # an ended run alone), and a rule failing while Redis took no write (or the
+                # lock's release only) never tripped. Still running, its retry counts it.
                 ctx.log.warning("could not feed the circuit breaker", error=str(exc))
+                return Verdict.retry(
+                    deps.settings.guards_down_retry_s,
+                    "guards unavailable (Redis): the run's failure could not be counted in its "
+                    "rule's circuit breaker, so its outcome waits; it will be retried",
+                )
         if not await release_lock(ctx):
             # Ended now, the run would leave its lock to a Redis that persists it (as a
             # deployment's must): every later run on the target waited out `guards.lock_ttl`.

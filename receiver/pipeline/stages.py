@@ -360,8 +360,9 @@ class Admit:
         deps = self._deps
         assert ctx.run_id is not None
         wait_s = deps.settings.lock_wait_s
-        if refusal.retry_at is not None:
-            wait_s = min(wait_s, max(0.1, (refusal.retry_at - deps.clock()).total_seconds()))
+        # Measured on the Redis clock that decided it, not the service's (Refusal.retry_in_s).
+        if refusal.retry_in_s is not None:
+            wait_s = min(wait_s, max(0.1, refusal.retry_in_s))
         waits = await deps.store.set_run_outcome(
             ctx.run_id,
             RunOutcome.PENDING,

@@ -129,7 +129,7 @@ async def test_the_start_up_checks_of_a_hung_redis_wait_for_the_longest_not_thei
         redis_controlled.freeze()
         try:
             started = time.monotonic()
-            mismatch, durability, refusal = await redis_checks(
+            mismatch, durability, eviction, refusal = await redis_checks(
                 built, guards, settings, redis_controlled.url, describe=True
             )
             waited = time.monotonic() - started
@@ -139,6 +139,7 @@ async def test_the_start_up_checks_of_a_hung_redis_wait_for_the_longest_not_thei
         await built.close()
     assert mismatch is None
     assert durability is None
+    assert eviction is None
     assert refusal is not None
     assert "no answer within http.readiness_timeout (REMEDIATOR_READINESS_TIMEOUT), 4 s" in refusal
     # 9 s and more when made one after the other; about 5 s at once.
@@ -171,7 +172,7 @@ async def test_the_start_up_checks_of_a_distant_redis_that_takes_writes_say_noth
             probe_s = time.monotonic() - probed
         finally:
             await built.close()
-    assert found == (None, None, None), found
+    assert found == (None, None, None, None), found
     assert probe_s < settings.readiness_timeout_seconds, probe_s
     assert waited < 5, waited
 
