@@ -9,15 +9,15 @@ the approvers file do not copy it either.
 from __future__ import annotations
 
 import difflib
-from collections.abc import Mapping, Sequence
 
 from pydantic_core import ErrorDetails
 
 from receiver.rules.schema import FIELD_NAMES, SPEC_FIELDS
+from receiver.rules.shapes import shape_message
 from receiver.rules.steps import prefixed
 from receiver.typos import plausible_key
 
-__all__ = ["schema_message", "shape_message", "top_level_key_problem"]
+__all__ = ["schema_message", "top_level_key_problem"]
 
 NOT_SHOWN = "a key that is no field's name (not shown: is this a rule file?)"
 
@@ -61,29 +61,3 @@ def schema_message(error: ErrorDetails) -> tuple[tuple[str | int, ...], str]:
         return loc, prefixed(loc, shape)
     message = error["msg"].removeprefix("Value error, ") if kind == "value_error" else error["msg"]
     return loc, prefixed(loc, message)
-
-
-def shape_message(error: ErrorDetails, fields_of: Mapping[str, Sequence[str]]) -> str | None:
-    """What a part of a file written as another kind of value takes (``target:
-    Deployment/shop/web``, ``- kubernetes.rollout_restart`` as a step): a map (of the fields
-    ``fields_of`` gives for the class pydantic names), or a list; None for another error.
-    Pydantic said "Input should be a valid dictionary or instance of TargetSpec", a class of
-    ours, naming nothing to write."""
-    if error["type"] not in ("model_type", "dict_type", "list_type"):
-        return None
-    given = error["input"]
-    kinds: tuple[tuple[type | tuple[type, ...], str], ...] = (
-        (bool, "true or false"),  # before int, which bool is: YAML's `on` is no number
-        (str, "text"),
-        ((int, float), "a number"),
-        (list, "a list"),
-        (dict, "a map"),
-    )
-    got = next((name for kind, name in kinds if isinstance(given, kind)), "nothing")
-    if error["type"] == "list_type":
-        return f"expected a list (`[...]`, or one `- ` line per item), not {got}"
-    if error["type"] == "dict_type":
-        return f"expected a map (`name: value` pairs, or `{{...}}`), not {got}"
-    fields = fields_of.get(str(error.get("ctx", {}).get("class_name", "")), ())
-    of = f" of {', '.join(fields)}" if fields else ""
-    return f"expected a map{of}, not {got}"

@@ -17,7 +17,7 @@ from typing import Any, TypeVar, get_args
 from pydantic import BaseModel, TypeAdapter, ValidationError
 from pydantic_core import ErrorDetails
 
-from receiver.rules.schema_messages import shape_message
+from receiver.rules.shapes import shape_message
 from receiver.rules.yaml_lines import KeyPath, Located, parse_yaml
 from receiver.ruletest.spec import (
     FIELD_NAMES,
