@@ -68,6 +68,17 @@ def test_every_file_is_read_and_dot_files_are_skipped(tmp_path: Path) -> None:
             ':2: keys must be strings: write "on" in quotes: YAML reads it as a boolean',
         ),
         ("slack_signing_secret_file", "\n", "is empty"),
+        # Was "default: Input should be a valid list": a name for a list of names.
+        (
+            "approvers_file",
+            "default: local\n",
+            "default: expected a list \\(`\\[...\\]`, or one `- ` line per item\\), not text",
+        ),
+        (
+            "approvers_file",
+            "slack_users: alice\n",
+            "slack_users: expected a map \\(`name: value` pairs, or `{...}`\\), not text",
+        ),
     ],
 )
 def test_bad_files_name_the_setting(tmp_path: Path, field: str, content: str, message: str) -> None:
