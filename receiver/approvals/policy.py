@@ -62,6 +62,11 @@ class ApproverPolicy:
         return identity.name in self.approvers(rule, risk)
 
     @property
+    def names(self) -> frozenset[str]:
+        """Every name on any of the lists."""
+        return self.default.union(*self.by_rule.values(), *self.by_risk.values())
+
+    @property
     def empty(self) -> bool:
         """True when nobody at all may decide (worth a warning at start-up)."""
         return not (self.default or any(self.by_rule.values()) or any(self.by_risk.values()))

@@ -75,6 +75,22 @@ def approval_setup(
     )
     if policy.empty:
         say("no approvers are configured: steps that need approval will wait and expire")
+    elif settings.sso_user_header is None:
+        # Without an SSO header a name decides only as an operator (by its token) or as the
+        # Slack user mapped to it. Another name never can: the README's `alice` copied on the
+        # embedded default, whose one operator is `local`, left every approval to expire, and
+        # the first word of it was a 403 to `local` when it tried.
+        able = set(settings.operator_tokens)
+        if files.slack_signing_secret is not None:
+            able.update(approvers.slack_users.values())
+        if stranded := sorted(policy.names - able):
+            say(
+                "the approvers file names approvers who cannot sign in (no operator token, Slack"
+                " user or SSO header names them): steps only they may decide will wait and"
+                " expire; add them as operators, or list an operator",
+                approvers=stranded,
+                operators=sorted(settings.operator_tokens),
+            )
     slack = None
     if files.slack_signing_secret is not None:
         slack = SlackInteractions(

@@ -142,6 +142,10 @@ def operator_target(settings: Settings, url: str | None) -> tuple[str, dict[str,
         lend = f"no serve runs on {settings.data_dir} to lend its generated token"
         why = f"{_WHAT_TO_SET} ({lend})"
         return url or settings.local_url(), {}, why
+    # A configured host or port names a server, as --url does: the data directory's serve was
+    # asked instead (REMEDIATOR_PORT=9096 remediator pause paused the local one), and its token
+    # goes only to that serve.
+    url = url or (settings.local_url() if configured else None)
     if url is not None and not _same_server(url, served):
         where = f"{served} ({owner.describe()})"
         return url, {}, f"{_WHAT_TO_SET}; the token in {settings.data_dir} is for {where} only"

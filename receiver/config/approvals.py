@@ -26,6 +26,7 @@ from receiver.config.settings import ConfigError, Settings
 from receiver.config.settings_file import yaml_problem
 from receiver.config.sources import KEYS, read_file, read_secret, secret_files
 from receiver.config.values import escaped, plausible_key, unknown_key_error
+from receiver.rules.shapes import shape_message
 from receiver.rules.yaml_lines import Located, parse_yaml, safe_load
 from receiver.rules.yaml_loaders import boolean_word
 
@@ -97,7 +98,12 @@ def _approvers(path: Path) -> ApproversFile:
             if e["type"] == "extra_forbidden"
             else f"{'.'.join(escaped(p) for p in e['loc']) or 'file'}: "
             # Without pydantic's "Value error, ", as every other setting's message is told.
-            + (boolean_word(located.words, e["loc"], e) or e["msg"].removeprefix("Value error, "))
+            + (
+                boolean_word(located.words, e["loc"], e)
+                # `default: alice` for `default: [alice]`: pydantic's "a valid list".
+                or shape_message(e, {})
+                or e["msg"].removeprefix("Value error, ")
+            )
             for e in exc.errors()
         )
         raise ConfigError(f"{_ENV['approvers_file']}: {path}: {problems}") from None

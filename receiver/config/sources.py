@@ -16,7 +16,14 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from receiver.config.connections import read_connection_secrets
+from receiver.config.connections import (
+    HttpEndpointConfig,
+    NotifyChannelConfig,
+    PostgresDatabaseConfig,
+    RedisConnectionConfig,
+    RedisQueueConfig,
+    read_connection_secrets,
+)
 from receiver.config.files import read_file, read_secret, secret_files
 from receiver.config.operators import check_bearer, read_operator_tokens
 from receiver.config.pooler import check_database
@@ -26,6 +33,7 @@ from receiver.config.settings import WRITTEN, ConfigError, Settings
 from receiver.config.settings_file import read_settings_file
 from receiver.config.values import escaped, host_problem, unknown_key_error, unstorable_keys
 from receiver.config.variables import ENV_PREFIX, unknown_variables
+from receiver.rules.shapes import shape_message
 from receiver.rules.yaml_lines import KeyPath
 from receiver.rules.yaml_loaders import boolean_word
 from receiver.text import shown
@@ -240,6 +248,10 @@ def _describe(exc: ValidationError, source: Mapping[str, str], words: Mapping[Ke
         if field in _MAP_FIELDS and len(err["loc"]) > 1:
             # Inside a map of connections: name the entry and the field, not only the map.
             name += "." + ".".join(escaped(p) for p in err["loc"][1:])
+        if (shape := shape_message(err, _CONNECTION_KEYS)) is not None:
+            # `catcher: http://...` for `catcher: {url: ...}`: pydantic named our class.
+            lines.append(f"{name}: {shape}")
+            continue
         message = err["msg"].removeprefix("Value error, ")
         if "input" in err and err["type"] not in ("value_error",) and _may_quote(field, err):
             given = err["input"]
@@ -270,6 +282,18 @@ _SECRET_FIELDS = frozenset(
     }
 )
 _MAP_FIELDS = frozenset({"postgres_databases", "redis_queues", "http_endpoints", "notify_channels"})
+
+# The keys a connection of each kind takes (not those filled from its files at load).
+_CONNECTION_KEYS = {
+    model.__name__: tuple(name for name, f in model.model_fields.items() if not f.exclude)
+    for model in (
+        PostgresDatabaseConfig,
+        RedisConnectionConfig,
+        RedisQueueConfig,
+        HttpEndpointConfig,
+        NotifyChannelConfig,
+    )
+}
 
 
 def _resolve_secrets(settings: Settings, source: Mapping[str, str]) -> Settings:

@@ -179,15 +179,18 @@ def edge_middleware(
             return timed_out
         except web.HTTPException as exc:
             status = exc.status
+            allow = {k: v for k, v in exc.headers.items() if k.lower() == "allow"}
             if (
-                exc.status == 404
+                exc.status in (404, 405)
                 and route == UNMATCHED  # the router's, not a handler's "no such thing"
                 and request.method == "POST"
                 and webhook_routes
                 and not request.path.startswith("/api/")  # an operator's typo is not this
             ):
                 # A webhook_config URL without its path (``http://remediator:9095``): Alertmanager
-                # does not retry a 404, so every notification is lost; its log shows this body.
+                # does not retry a 4xx, so every notification is lost; its log shows this body.
+                # That URL posts to ``/``, a page's path (GET only): its 405 said only "Method
+                # Not Allowed", and nothing was logged.
                 if (held := strays.ready()) is not None:
                     log.warning(
                         "POST to a path no route takes: is a webhook's URL missing its path?",
@@ -195,13 +198,10 @@ def edge_middleware(
                         remote=request.remote,
                         held_back=held,
                     )
-                return json_response({"error": _webhook_path_missing(webhook_routes)}, 404)
+                missing = _webhook_path_missing(webhook_routes, exc.reason)
+                return json_response({"error": missing}, exc.status, allow)
             if exc.status >= 400 and exc.content_type != "application/json":
-                return json_response(
-                    {"error": exc.reason},
-                    exc.status,
-                    {k: v for k, v in exc.headers.items() if k.lower() in ("allow",)},
-                )
+                return json_response({"error": exc.reason}, exc.status, allow)
             raise
         except asyncio.CancelledError:
             raise
@@ -373,11 +373,12 @@ def _webhook_path_hint(webhook_routes: frozenset[str]) -> web.Response:
     return json_response({"error": message}, 403)
 
 
-def _webhook_path_missing(webhook_routes: frozenset[str]) -> str:
-    """The 404 of a POST no route takes, naming where alerts go (the paths are public: the
-    README's; nothing about credentials is said)."""
+def _webhook_path_missing(webhook_routes: frozenset[str], reason: str) -> str:
+    """The 404 or 405 (``reason``: "Not Found", "Method Not Allowed") of a POST no route takes,
+    naming where alerts go (the paths are public: the README's; nothing about credentials is
+    said)."""
     paths = _webhook_paths(webhook_routes)
-    return f"not found: alerts are posted to {paths}; check the webhook's URL and its path"
+    return f"{reason.lower()}: alerts are posted to {paths}; check the webhook's URL and its path"
 
 
 def _webhook_paths(webhook_routes: frozenset[str]) -> str:

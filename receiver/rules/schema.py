@@ -33,6 +33,7 @@ from remediations.params import Boolean, Integer
 __all__ = [
     "FIELD_NAMES",
     "MAX_COUNT",
+    "SPEC_FIELDS",
     "GuardsSpec",
     "MaxRunsSpec",
     "NotifySpec",
@@ -263,3 +264,10 @@ _SPECS: tuple[type[_Spec], ...] = (
 
 # Every key a rule file may hold, for "did you mean ...?" hints on unknown ones.
 FIELD_NAMES = sorted({name for spec in _SPECS for name in spec.model_fields} | {"rules"})
+
+# The fields of each part of a rule by its class's name, which pydantic's error for a part
+# that is not a map names (``model_type``): the message names the fields instead.
+_PARTS: tuple[type[_Spec], ...] = (*_SPECS, ResolvedStepSpec)
+SPEC_FIELDS: dict[str, tuple[str, ...]] = {
+    spec.__name__: tuple(spec.model_fields) for spec in _PARTS
+}

@@ -12,7 +12,8 @@ import difflib
 
 from pydantic_core import ErrorDetails
 
-from receiver.rules.schema import FIELD_NAMES
+from receiver.rules.schema import FIELD_NAMES, SPEC_FIELDS
+from receiver.rules.shapes import shape_message
 from receiver.rules.steps import prefixed
 from receiver.typos import plausible_key
 
@@ -54,5 +55,9 @@ def schema_message(error: ErrorDetails) -> tuple[tuple[str | int, ...], str]:
         return loc, "match must list at least one matcher; an empty list would match every alert"
     if kind == "too_short" and loc and loc[-1] == "steps":
         return loc, "steps must list at least one step"
+    if (shape := shape_message(error, SPEC_FIELDS)) is not None:
+        if error.get("ctx", {}).get("class_name") in ("StepSpec", "ResolvedStepSpec"):
+            shape += " (a step is `- action: NAME`, with its params under it)"
+        return loc, prefixed(loc, shape)
     message = error["msg"].removeprefix("Value error, ") if kind == "value_error" else error["msg"]
     return loc, prefixed(loc, message)

@@ -17,10 +17,12 @@ from typing import Any, TypeVar, get_args
 from pydantic import BaseModel, TypeAdapter, ValidationError
 from pydantic_core import ErrorDetails
 
+from receiver.rules.shapes import shape_message
 from receiver.rules.yaml_lines import KeyPath, Located, parse_yaml
 from receiver.ruletest.spec import (
     FIELD_NAMES,
     NOTIFICATION_KINDS,
+    SPECS,
     RuleFiles,
     TestFileSpec,
     TestSpec,
@@ -30,6 +32,13 @@ from receiver.typos import plausible_key
 __all__ = ["ParsedFile", "check_names", "parse_test_file", "parse_test_file_parts"]
 
 _T = TypeVar("_T")
+
+# The keys of each part of a test file by its class's name, which pydantic's error for a part
+# that is not a map names: the message names the keys instead.
+_SPEC_FIELDS = {
+    spec.__name__: tuple((f.alias or name) for name, f in spec.model_fields.items())
+    for spec in SPECS
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -264,6 +273,8 @@ def _message(path: KeyPath, error: ErrorDetails) -> str:
         return _prefixed(where, f"unknown field {key!r}{suffix}")
     if kind == "missing":
         return _prefixed(where, f"missing required field {str(path[-1])!r}")
+    if (shape := shape_message(error, _SPEC_FIELDS)) is not None:
+        return _prefixed(where, shape)
     message = error["msg"].removeprefix("Value error, ")
     return _prefixed(where, message)
 

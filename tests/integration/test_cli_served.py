@@ -3,6 +3,7 @@ no --url is given, and what a 401 says to set."""
 
 from __future__ import annotations
 
+import json
 import re
 import shlex
 from pathlib import Path
@@ -27,6 +28,24 @@ async def test_a_configured_token_goes_to_the_serve_on_the_data_directory(
     code, _, err = await cli(env | {"REMEDIATOR_PORT": ELSEWHERE_PORT}, "runs")
     assert code != 0
     assert f"127.0.0.1:{ELSEWHERE_PORT}" in err
+
+
+async def test_a_configured_port_is_where_the_generated_token_commands_go_and_it_is_not_sent(
+    serve: ServeFactory, embedded_dir: Path
+) -> None:
+    # The embedded default's own token, no REMEDIATOR_OPERATOR_TOKEN: a port set to reach
+    # another server was ignored, and `pause` paused the serve on the data directory.
+    serve()
+    env = env_for(embedded_dir)
+    code, out, err = await cli(
+        env | {"REMEDIATOR_PORT": ELSEWHERE_PORT}, "pause", "--reason", "maintenance"
+    )
+    assert code != 0, out
+    assert f"no operator token was sent to http://127.0.0.1:{ELSEWHERE_PORT}" in err
+    assert f"cannot reach the service at http://127.0.0.1:{ELSEWHERE_PORT}" in err
+    code, out, err = await cli(env, "status", "--json")
+    assert code == 0, err
+    assert json.loads(out)["paused"] is False
 
 
 async def test_with_configured_operators_the_banner_command_works_and_a_401_says_what_to_set(

@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 import structlog
 from pydantic import SecretStr
+from structlog.testing import capture_logs
 
 from receiver.approvals.setup import approval_setup
 from receiver.config import ConfigError, Settings
@@ -67,6 +68,17 @@ def test_every_file_is_read_and_dot_files_are_skipped(tmp_path: Path) -> None:
             ':2: keys must be strings: write "on" in quotes: YAML reads it as a boolean',
         ),
         ("slack_signing_secret_file", "\n", "is empty"),
+        # Was "default: Input should be a valid list": a name for a list of names.
+        (
+            "approvers_file",
+            "default: local\n",
+            "default: expected a list \\(`\\[...\\]`, or one `- ` line per item\\), not text",
+        ),
+        (
+            "approvers_file",
+            "slack_users: alice\n",
+            "slack_users: expected a map \\(`name: value` pairs, or `{...}`\\), not text",
+        ),
     ],
 )
 def test_bad_files_name_the_setting(tmp_path: Path, field: str, content: str, message: str) -> None:
@@ -114,3 +126,47 @@ def test_a_word_yaml_reads_as_a_boolean_in_the_approvers_file_is_told_to_be_quot
         f'REMEDIATOR_APPROVERS_FILE: {approvers}: default.1: write "on" in quotes: YAML reads'
         " on as true"
     )
+
+
+@pytest.mark.parametrize(
+    ("extra", "approvers", "stranded"),
+    [
+        # The README's approvers file kept on the embedded default: only `local` can sign in.
+        ({}, "by_risk: {high: [alice, bob]}\ndefault: [local]\n", ["alice", "bob"]),
+        ({}, "by_rule: {poke: [carol]}\n", ["carol"]),
+        ({}, "default: [local]\n", []),
+        # A Slack user mapped to a name decides as it, once Slack's secret is configured.
+        ({"slack": True}, "default: [alice]\nslack_users: {U1: alice}\n", []),
+        ({}, "default: [alice]\nslack_users: {U1: alice}\n", ["alice"]),
+        # The SSO proxy may name anyone.
+        ({"sso_user_header": "X-Forwarded-User"}, "default: [alice]\n", []),
+    ],
+)
+def test_an_approver_nobody_can_sign_in_as_is_warned_of_at_start(
+    tmp_path: Path, extra: dict[str, object], approvers: str, stranded: list[str]
+) -> None:
+    slack = bool(extra.get("slack"))
+    extra = {k: v for k, v in extra.items() if k != "slack"}
+    settings = Settings(
+        operator_tokens={"local": SecretStr("tok-local-0123456789abcdef")},
+        approvers_file=write(tmp_path / "approvers.yaml", approvers),
+        slack_signing_secret_file=write(tmp_path / "slack", "shh\n") if slack else None,
+        **extra,
+    )
+    with capture_logs() as logs:
+        approval_setup(
+            settings, load_approvals(settings), Store(None, "x"), log=structlog.get_logger("t")
+        )
+    said = [
+        e
+        for e in logs
+        if e["event"].startswith("the approvers file names approvers who cannot sign in")
+    ]
+    if not stranded:
+        assert said == []
+        return
+    [warning] = said
+    assert warning["log_level"] == "warning"
+    assert warning["approvers"] == stranded
+    assert warning["operators"] == ["local"]
+    assert "will wait and expire" in warning["event"]

@@ -130,6 +130,47 @@ from tests.support.rules import TARGET, errors_of, one_rule
             "a.yaml:6: rule 'r': verify.resolved_within: '0s' is not a positive duration",
             id="zero-duration",
         ),
+        # A part written as another kind of value: what it takes, not pydantic's "Input should
+        # be a valid dictionary or instance of TargetSpec", a class of ours.
+        pytest.param(
+            "target: Deployment/ns/x\nsteps: [{action: test.restart}]\n",
+            "a.yaml:4: rule 'r': target: expected a map of kind, namespace, name, not text",
+            id="target-as-text",
+        ),
+        pytest.param(
+            TARGET + "steps:\n  - test.restart\n",
+            "a.yaml:6: rule 'r': steps[0]: expected a map of action, params, approval, when, not"
+            " text (a step is `- action: NAME`, with its params under it)",
+            id="step-as-text",
+        ),
+        pytest.param(
+            TARGET + "steps: [{action: test.restart}]\nnotify: oncall\n",
+            "a.yaml:6: rule 'r': notify: expected a map of channel, events, not text",
+            id="notify-as-text",
+        ),
+        pytest.param(
+            TARGET + "steps: [{action: test.restart}]\nguards: {max_runs: 3}\n",
+            "a.yaml:6: rule 'r': guards.max_runs: expected a map of count, per, not a number",
+            id="max-runs-as-a-number",
+        ),
+        pytest.param(
+            TARGET + "steps: [{action: test.restart}]\nverify: on\n",
+            "a.yaml:6: rule 'r': verify: expected a map of resolved_within, settle, not true or"
+            " false",
+            id="verify-as-a-boolean",
+        ),
+        pytest.param(
+            TARGET + "steps: [{action: test.restart}]\non_resolved: test.undo\n",
+            "a.yaml:6: rule 'r': on_resolved: expected a list (`[...]`, or one `- ` line per"
+            " item), not text",
+            id="on-resolved-as-text",
+        ),
+        pytest.param(
+            TARGET + "steps:\n  - action: test.restart\n    params: force\n",
+            "a.yaml:7: rule 'r': steps[0].params: expected a map (`name: value` pairs, or"
+            " `{...}`), not text",
+            id="params-as-text",
+        ),
         pytest.param(
             TARGET + "steps: [{action: test.restart, approval: maybe}]\n",
             "a.yaml:5: rule 'r': steps[0].approval: Input should be 'auto', 'required' or 'never'",

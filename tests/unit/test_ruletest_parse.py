@@ -239,6 +239,26 @@ def test_a_hint_is_a_field_of_the_mapping_the_key_is_in(
             5,
             "approval_ttl: '53w' is too long: a setting's duration is at most a year (365d)",
         ),
+        # A part written as another kind of value: what it takes, not pydantic's "Input
+        # should be a valid dictionary or instance of EntrySpec", a class of ours.
+        (
+            ALERTS + "timeline: ['firing a at 0s']\nexpect: [{no_runs: true}]\n",
+            5,
+            "tests[0].timeline[0]: expected a map of at, firing, resolved, repeat, ha_duplicate,"
+            " refire, pause, resume, approve, reject, fixtures, starts_at, ends_at, of, not text",
+        ),
+        (
+            "alerts: {a: HighMemoryUsage}\ntimeline: [{at: 0s, firing: a}]\n"
+            "expect: [{no_runs: true}]\n",
+            4,
+            "tests[0].alerts.a: expected a map of labels, annotations, generator_url, not text",
+        ),
+        (
+            ALERTS + "timeline: [{at: 0s, firing: a}]\nexpect: [{runs: restart}]\n",
+            6,
+            "tests[0].expect[0].runs: expected a list (`[...]`, or one `- ` line per item), not"
+            " text",
+        ),
     ],
 )
 def test_schema_mistakes_are_reported_at_their_line(body: str, line: int, message: str) -> None:

@@ -15,8 +15,17 @@ from receiver.config import Settings
 from receiver.http.alerts import ALERTS_PATH
 from receiver.http.deps import HealthChecks
 from receiver.store import Store
-from tests.support.http import AUTH, TOKEN, MakeClient, ping, sample
+from tests.support.http import (
+    AUTH,
+    TOKEN,
+    AiohttpClient,
+    MakeClient,
+    default_settings,
+    ping,
+    sample,
+)
 from tests.support.redis import RedisServer
+from tests.support.review_app import review_app
 
 pytestmark = [pytest.mark.postgres]
 
@@ -185,3 +194,25 @@ async def test_a_post_no_route_takes_names_the_webhook_path_and_is_logged(
     assert strays[0]["path"] == path
     assert TOKEN not in repr(logs)
     assert (await client.get(path)).status == 404  # other methods: as before
+
+
+@pytest.mark.parametrize("path", ["/", "/runs", "/incidents"])
+async def test_a_post_to_a_page_names_the_webhook_path_and_keeps_its_405(
+    aiohttp_client: AiohttpClient, store: Store, path: str
+) -> None:
+    # The service as served, its review pages routed: `http://remediator:9095` as a webhook URL
+    # posts to `/`, a page's path, whose 405 said only "Method Not Allowed", logging nothing.
+    client = await aiohttp_client(review_app(store, default_settings()))
+    with capture_logs() as logs:
+        response = await client.post(path, json=sample(), headers=AUTH)
+        assert response.status == 405
+        assert response.headers["Allow"] == "GET,HEAD"
+        error = (await response.json())["error"]
+        assert error == (
+            "method not allowed: alerts are posted to POST /api/v1/alerts; "
+            "check the webhook's URL and its path"
+        )
+    [stray] = [e for e in logs if e["event"].startswith("POST to a path no route takes")]
+    assert stray["path"] == path
+    assert TOKEN not in repr(logs)
+    assert (await client.put(path, headers=AUTH)).status == 405  # other methods: as before
