@@ -15,6 +15,10 @@ RUN_STAMP := $(VENV)/.installed-run-$(HASH)
 DEV_STAMP := $(VENV)/.installed-dev-$(HASH)
 PIP := $(BIN)/pip install --quiet --disable-pip-version-check
 PYTEST_ARGS ?=
+# Test processes for make test (pytest-xdist): each runs its own PostgreSQL, Redis and control
+# plane, so tests share no server. Most of a test's time is spent waiting on those servers, so
+# more processes than cores still help; 1 runs the suite in this process, as before.
+TEST_WORKERS ?= 3
 # Where the browser tests keep the review pages' screenshots (kept after the run; git ignores it).
 export REMEDIATOR_TEST_ARTIFACTS ?= $(CURDIR)/test-artifacts
 
@@ -91,7 +95,7 @@ test: install-dev lint test-rules
 	 export REMEDIATOR_AMORACLE="$$(bash hack/amoracle/build.sh | tail -n1)"; \
 	 export REMEDIATOR_ALERTMANAGER="$$(bash hack/alertmanager/build.sh | tail -n1)"; \
 	 echo "==> pytest (real PostgreSQL, Redis and kube-apiserver)"; \
-	 $(BIN)/pytest -q -ra --durations=15 $(PYTEST_ARGS)
+	 $(BIN)/pytest -q -ra --durations=15 $(if $(filter-out 1,$(TEST_WORKERS)),-n $(TEST_WORKERS)) $(PYTEST_ARGS)
 
 # deploy/base/rules/ are copies of rules/*.yaml (kustomize reads nothing outside deploy/).
 deploy-rules:

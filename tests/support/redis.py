@@ -18,7 +18,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from types import TracebackType
-from urllib.parse import urlsplit
+from urllib.parse import urlsplit, urlunsplit
 
 import redis
 
@@ -32,10 +32,22 @@ __all__ = [
     "find_redis_server",
     "free_port",
     "redis_answers",
+    "worker_database",
     "writes_need_a_replica",
 ]
 
 ENV_URL = "REMEDIATOR_TEST_REDIS_URL"
+
+
+def worker_database(url: str, worker: str) -> str:
+    """``url`` for the pytest-xdist worker ``worker`` (``gw0``, ``gw1`` ...; '' outside xdist):
+    its database number plus the worker's, so that the workers sharing one external server do
+    not flush each other's keys (each test's ``redis_url`` runs FLUSHDB)."""
+    if not worker.startswith("gw"):
+        return url
+    parts = urlsplit(url)
+    base = int(parts.path.strip("/") or 0)
+    return urlunsplit(parts._replace(path=f"/{base + int(worker[2:])}"))
 
 
 class RedisServer:
@@ -62,7 +74,7 @@ class RedisServer:
         """The server the test session uses: the env URL, else a managed one; else skip/fail."""
         url = os.environ.get(ENV_URL)
         if url:
-            server = cls(url=url)
+            server = cls(url=worker_database(url, os.environ.get("PYTEST_XDIST_WORKER", "")))
             if not server.is_running():
                 server_missing(f"Redis at {ENV_URL}={url}")
             return server
