@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from receiver.config import ConfigError, load_settings
+from receiver.http.auth import Authenticator, Principal, Role
 from tests.support.config import write
 
 
@@ -164,6 +165,56 @@ def test_the_webhook_token_cannot_also_be_an_operators(tmp_path: Path) -> None:
             },
         )
     assert "shared-token" not in info.value.message
+
+
+def test_the_webhook_password_cannot_also_be_an_operators(tmp_path: Path) -> None:
+    """Whoever holds Alertmanager's configuration (its basic-auth password) would otherwise
+    send it as an operator's bearer token: pause remediation, decide approvals as that
+    operator. It was taken (found by attack); the token's twin was already refused."""
+    directory = _operators(tmp_path, alice="shared-secret-0123456789")
+    password = write(tmp_path / "pw", "shared-secret-0123456789\n")
+    with pytest.raises(ConfigError, match="give each role its own") as info:
+        load_settings(
+            None,
+            {
+                "REMEDIATOR_OPERATOR_TOKENS_DIR": str(directory),
+                "REMEDIATOR_WEBHOOK_USERNAME": "am",
+                "REMEDIATOR_WEBHOOK_PASSWORD_FILE": str(password),
+            },
+        )
+    assert info.value.message == (
+        "REMEDIATOR_OPERATOR_TOKENS_DIR: operator 'alice' has the webhook's password"
+        " (REMEDIATOR_WEBHOOK_PASSWORD_FILE); give each role its own"
+    )
+
+
+@pytest.mark.parametrize("written", ["  tok-0123456789abcdef  ", "tok-0123456789abcdef "])
+def test_a_token_written_with_blanks_around_it_is_taken_without_them(written: str) -> None:
+    """An HTTP header carries no blanks around its value, so a webhook token configured with
+    them could never be matched: every notification was refused 401 (found by attack). It
+    is taken as a secret file is read, stripped, and the token Alertmanager sends passes."""
+    s = load_settings(
+        None, {"REMEDIATOR_WEBHOOK_TOKEN": written, "REMEDIATOR_OPERATOR_TOKEN": written}
+    )
+    assert s.webhook_token is not None
+    assert s.operator_token is not None
+    assert s.webhook_token.get_secret_value() == "tok-0123456789abcdef"
+    assert s.operator_token.get_secret_value() == "tok-0123456789abcdef"
+    assert Authenticator(s).identify("Bearer tok-0123456789abcdef") == Principal(
+        Role.WEBHOOK, "webhook"
+    )
+
+
+def test_an_operator_token_with_blanks_around_it_is_still_the_webhooks(tmp_path: Path) -> None:
+    directory = _operators(tmp_path, alice="shared-token-0123456789")
+    with pytest.raises(ConfigError, match="has the webhook's token"):
+        load_settings(
+            None,
+            {
+                "REMEDIATOR_OPERATOR_TOKENS_DIR": str(directory),
+                "REMEDIATOR_WEBHOOK_TOKEN": " shared-token-0123456789 ",
+            },
+        )
 
 
 @pytest.mark.parametrize(
