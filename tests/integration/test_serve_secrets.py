@@ -91,3 +91,21 @@ async def test_service_started_records_an_inline_endpoint_url_as_its_origin_only
     )
     assert "qzxw" not in export
     assert "qzxw" not in "".join(served.output)
+
+
+def test_a_kubeconfig_that_cannot_be_loaded_stops_the_start_in_one_line(
+    embedded_dir: Path, tmp_path: Path
+) -> None:
+    # An unterminated quote around the token: kubernetes_asyncio's YAML error was a traceback
+    # (exit 1) that named neither the setting nor what to fix.
+    kubeconfig = tmp_path / "kubeconfig"
+    _secret(kubeconfig, 'apiVersion: v1\nusers:\n- name: u\n  user:\n    token: "kube-tok-qzxk')
+    env = env_for(embedded_dir) | {"REMEDIATOR_KUBECONFIG": str(kubeconfig)}
+    proc = serve_to_exit(env)
+    assert proc.returncode == 2, proc.stderr
+    assert "Traceback" not in proc.stdout + proc.stderr
+    assert (
+        "error: configuration: kubernetes.kubeconfig (REMEDIATOR_KUBECONFIG): cannot load the"
+        f" kubeconfig {kubeconfig}: it is not YAML (found unexpected end of stream at line 6)"
+    ) in proc.stderr
+    assert "qzxk" not in proc.stdout + proc.stderr
