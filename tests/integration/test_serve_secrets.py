@@ -7,6 +7,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
+
 from tests.support.served import ServeFactory, cli, env_for, serve_to_exit, stop
 
 
@@ -109,3 +111,34 @@ def test_a_kubeconfig_that_cannot_be_loaded_stops_the_start_in_one_line(
         f" kubeconfig {kubeconfig}: it is not YAML (found unexpected end of stream at line 6)"
     ) in proc.stderr
     assert "qzxk" not in proc.stdout + proc.stderr
+
+
+@pytest.mark.parametrize(
+    ("url", "why"),
+    [
+        ("queue-host-qzxr:6379", "Redis URL must specify one of the following schemes"),
+        (
+            "redis://:pw-qzxr-0123456789@127.0.0.1:1/0?socket_timeout=soon",
+            "Invalid value for 'socket_timeout' in connection URL.",
+        ),
+    ],
+)
+def test_a_redis_connection_url_redis_py_cannot_take_stops_the_start_in_one_line(
+    embedded_dir: Path, tmp_path: Path, url: str, why: str
+) -> None:
+    # The checks at load let both through (a URL without a scheme, a query value that is no
+    # number); redis-py refused them as serve built its clients: a traceback, exit 1.
+    _secret(tmp_path / "jobs-url", url)
+    queues = {"e": {"layout": "list", "key": "e", "dead_letter_key": "e:dead"}}
+    env = env_for(embedded_dir) | {
+        "REMEDIATOR_REDIS_QUEUES": json.dumps(
+            {"jobs": {"url_file": str(tmp_path / "jobs-url"), "queues": queues}}
+        )
+    }
+    proc = serve_to_exit(env)
+    assert proc.returncode == 2, proc.stderr
+    assert "Traceback" not in proc.stdout + proc.stderr
+    assert (
+        f"error: configuration: redis.queues.jobs.url_file: not a Redis URL: {why}" in proc.stderr
+    )
+    assert "qzxr" not in proc.stdout + proc.stderr
