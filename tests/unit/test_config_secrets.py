@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from receiver.config import ConfigError, load_settings
+from receiver.config.approvals import load_approvals
 from receiver.http.auth import Authenticator, Principal, Role
 from tests.support.config import write
 
@@ -248,3 +249,74 @@ def test_a_token_with_a_second_line_is_refused_naming_its_file(
         load_settings(None, {setting: value})
     assert named in caught.value.message
     assert "SuperSecret" not in caught.value.message
+
+
+_PASTED = "tok-qzxs-0123456789abcdef"
+
+
+@pytest.mark.parametrize(
+    ("environ", "named"),
+    [
+        ({"REMEDIATOR_WEBHOOK_TOKEN_FILE": _PASTED}, "REMEDIATOR_WEBHOOK_TOKEN_FILE"),
+        (
+            {"REMEDIATOR_WEBHOOK_USERNAME": "am", "REMEDIATOR_WEBHOOK_PASSWORD_FILE": _PASTED},
+            "REMEDIATOR_WEBHOOK_PASSWORD_FILE",
+        ),
+        ({"REMEDIATOR_OPERATOR_TOKEN_FILE": _PASTED}, "REMEDIATOR_OPERATOR_TOKEN_FILE"),
+        ({"REMEDIATOR_REDIS_PASSWORD_FILE": _PASTED}, "REMEDIATOR_REDIS_PASSWORD_FILE"),
+        ({"REMEDIATOR_OPERATOR_TOKENS_DIR": _PASTED}, "REMEDIATOR_OPERATOR_TOKENS_DIR"),
+        (
+            {"REMEDIATOR_POSTGRES_DATABASES": '{"o": {"dsn_file": "postgresql://u:qzxs@db/o"}}'},
+            "postgres.databases.o.dsn_file",
+        ),
+        (
+            {
+                "REMEDIATOR_HTTP_ENDPOINTS": (
+                    '{"e": {"url": "https://h.internal/f",'
+                    f' "header_files": {{"Authorization": "Bearer {_PASTED}"}}}}}}'
+                )
+            },
+            "http.endpoints.e.header_files.Authorization",
+        ),
+        # A token from `openssl rand -base64`, its `/` read as a directory that is not there.
+        ({"REMEDIATOR_WEBHOOK_TOKEN_FILE": "qzxs/9f+ab0123=="}, "REMEDIATOR_WEBHOOK_TOKEN_FILE"),
+    ],
+)
+def test_a_secret_given_where_its_files_path_goes_is_not_quoted(
+    environ: dict[str, str], named: str
+) -> None:
+    """The secret itself where its file's path goes names no file: the message quoted that
+    "path", the secret, whole (found by attack). A path naming nothing, not even its
+    directory, is not shown."""
+    with pytest.raises(ConfigError) as caught:
+        load_settings(None, environ)
+    message = caught.value.message
+    assert message.startswith(f"{named}: ")
+    assert "its path not shown" in message
+    assert "qzxs" not in message
+
+
+@pytest.mark.parametrize(
+    ("setting", "what"),
+    [
+        ("REMEDIATOR_APPROVERS_FILE", "cannot read approvers file"),
+        ("REMEDIATOR_SLACK_SIGNING_SECRET_FILE", "cannot read secret file"),
+        ("REMEDIATOR_APPROVAL_KEYS_DIR", "it is not a directory"),
+    ],
+)
+def test_an_approval_secret_given_where_its_path_goes_is_not_quoted(
+    setting: str, what: str
+) -> None:
+    with pytest.raises(ConfigError) as caught:
+        load_approvals(load_settings(None, {setting: _PASTED}))
+    assert caught.value.message.startswith(f"{setting}: {what}")
+    assert "qzxs" not in caught.value.message
+
+
+def test_a_misspelt_file_in_a_directory_that_exists_is_named(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError) as caught:
+        load_settings(None, {"REMEDIATOR_WEBHOOK_TOKEN_FILE": str(tmp_path / "tokne")})
+    assert caught.value.message == (
+        f"REMEDIATOR_WEBHOOK_TOKEN_FILE: cannot read secret file {tmp_path / 'tokne'}:"
+        " No such file or directory"
+    )
