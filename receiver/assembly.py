@@ -29,7 +29,7 @@ from receiver.config.action_waits import pipeline_waits
 from receiver.config.approvals import ApprovalFiles, load_approvals
 from receiver.dsn_errors import not_a_dsn, refused, where
 from receiver.guards.redis_guards import Guards
-from receiver.kube_credentials import load_kube_configuration
+from receiver.kube_credentials import check_kubeconfig_named, load_kube_configuration
 from receiver.pipeline import Pipeline, PipelineSettings
 from receiver.redis_connect import (
     GuardRedis,
@@ -157,6 +157,8 @@ async def check_direct_url(settings: Settings, log: Any) -> None:
 
 async def kube_client(settings: Settings) -> Any | None:
     """A kubernetes_asyncio ApiClient from a kubeconfig or in-cluster credentials, or None."""
+    # A kubeconfig set that names no file is refused, not taken for "no cluster" (dry-run).
+    check_kubeconfig_named(settings, os.environ)
     if not kube_credentials_present(settings, os.environ):
         return None
     from kubernetes_asyncio import client

@@ -20,8 +20,9 @@ from typing import Any
 import yaml
 
 from receiver.config import ConfigError, Settings, named
+from receiver.config.files import PATH_NOT_SHOWN, path_shown
 
-__all__ = ["load_kube_configuration"]
+__all__ = ["check_kubeconfig_named", "load_kube_configuration"]
 
 # The loader's own sentences about the document's shape: keys and entry names, no values.
 _SHAPE = "Invalid kube-config file"
@@ -48,14 +49,35 @@ async def load_kube_configuration(settings: Settings, environ: Mapping[str, str]
     try:
         await config.load_kube_config(config_file=str(path), client_configuration=configuration)
     except Exception as exc:
-        if settings.kubeconfig is None:
-            setting = "the default kubeconfig (set kubernetes.kubeconfig, REMEDIATOR_KUBECONFIG)"
-        elif environ.get("KUBECONFIG", "").strip() and not environ.get("REMEDIATOR_KUBECONFIG"):
-            setting = "KUBECONFIG"  # which wins over the settings file's (config.sources)
-        else:
-            setting = named("kubeconfig")
+        setting = _setting(settings, environ)
         raise ConfigError(f"{setting}: cannot load the kubeconfig {path}: {_why(exc)}") from None
     return configuration
+
+
+def check_kubeconfig_named(settings: Settings, environ: Mapping[str, str]) -> None:
+    """ConfigError when a kubeconfig is set (``kubernetes.kubeconfig``, or ``KUBECONFIG``) and
+    no file is there. It ran every Kubernetes step dry without a word but the banner's "no
+    cluster credentials", and ``service.started`` wrote the value into the append-only audit
+    log: a token pasted where the path goes stayed there for good. The path is shown only as
+    ``config.files.path_shown`` allows."""
+    path = settings.kubeconfig
+    if path is None or path.expanduser().is_file():
+        return
+    setting = _setting(settings, environ)
+    where = str(path) if path_shown(path.expanduser()) else PATH_NOT_SHOWN
+    raise ConfigError(
+        f"{setting}: no kubeconfig file at {where}: give the file, or leave the setting out to"
+        " run Kubernetes steps dry"
+    )
+
+
+def _setting(settings: Settings, environ: Mapping[str, str]) -> str:
+    """How an error names where the kubeconfig's path came from."""
+    if settings.kubeconfig is None:
+        return "the default kubeconfig (set kubernetes.kubeconfig, REMEDIATOR_KUBECONFIG)"
+    if environ.get("KUBECONFIG", "").strip() and not environ.get("REMEDIATOR_KUBECONFIG"):
+        return "KUBECONFIG"  # which wins over the settings file's (config.sources)
+    return named("kubeconfig")
 
 
 def _why(exc: Exception) -> str:

@@ -142,3 +142,19 @@ def test_a_redis_connection_url_redis_py_cannot_take_stops_the_start_in_one_line
         f"error: configuration: redis.queues.jobs.url_file: not a Redis URL: {why}" in proc.stderr
     )
     assert "qzxr" not in proc.stdout + proc.stderr
+
+
+async def test_a_kubeconfig_set_that_names_no_file_stops_the_start_and_is_not_recorded(
+    embedded_dir: Path,
+) -> None:
+    # A token where the path goes: serve ran every Kubernetes step dry, and service.started
+    # wrote the value into the append-only audit log.
+    env = env_for(embedded_dir) | {"REMEDIATOR_KUBECONFIG": "eyJhbGciOiJSUzI1NiJ9.kube-qzxk"}
+    proc = serve_to_exit(env)
+    assert proc.returncode == 2, proc.stderr
+    assert "no kubeconfig file at (its path not shown" in proc.stderr
+    assert "qzxk" not in proc.stdout + proc.stderr
+    code, export, err = await cli(env_for(embedded_dir), "audit", "export")
+    assert code == 0, err
+    assert '"service.started"' not in export
+    assert "qzxk" not in export

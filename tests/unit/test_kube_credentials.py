@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from receiver.config import ConfigError, load_settings
-from receiver.kube_credentials import load_kube_configuration
+from receiver.kube_credentials import check_kubeconfig_named, load_kube_configuration
 from tests.support.config import write
 
 _CLUSTER = """\
@@ -74,3 +74,41 @@ async def test_a_kubeconfig_that_loads_gives_its_server(tmp_path: Path) -> None:
     environ = {"REMEDIATOR_KUBECONFIG": str(kubeconfig)}
     configuration = await load_kube_configuration(load_settings(None, environ), environ)
     assert configuration.host == "https://127.0.0.1:1"
+
+
+@pytest.mark.parametrize(
+    ("environ", "message"),
+    [
+        # A service account's token pasted where the path goes.
+        (
+            {"REMEDIATOR_KUBECONFIG": "eyJhbGciOiJSUzI1NiJ9.qzxk"},
+            "kubernetes.kubeconfig (REMEDIATOR_KUBECONFIG): no kubeconfig file at (its path not"
+            " shown: nothing is there, nor the directory it names, so it may be the secret"
+            " itself, written where its file's path goes): give the file, or leave the setting"
+            " out to run Kubernetes steps dry",
+        ),
+        (
+            {"KUBECONFIG": "/nonexistent-qzxk/config"},
+            "KUBECONFIG: no kubeconfig file at (its path not shown",
+        ),
+    ],
+)
+def test_a_kubeconfig_set_that_names_no_file_is_refused_unquoted(
+    environ: dict[str, str], message: str
+) -> None:
+    """It ran every step dry with no word but the banner's, and the audit log's
+    ``service.started`` kept the value (found by attack)."""
+    with pytest.raises(ConfigError) as caught:
+        check_kubeconfig_named(load_settings(None, environ), environ)
+    assert caught.value.message.startswith(message)
+    assert "qzxk" not in caught.value.message
+
+
+def test_a_misspelt_kubeconfig_in_a_directory_that_exists_is_named(tmp_path: Path) -> None:
+    environ = {"REMEDIATOR_KUBECONFIG": str(tmp_path / "kubeconfgi")}
+    with pytest.raises(ConfigError, match=f"no kubeconfig file at {tmp_path / 'kubeconfgi'}: "):
+        check_kubeconfig_named(load_settings(None, environ), environ)
+
+
+def test_no_kubeconfig_set_is_no_error() -> None:
+    check_kubeconfig_named(load_settings(None, {}), {})
