@@ -18,7 +18,7 @@ from pydantic import SecretStr, ValidationError
 
 from receiver.config.connections import read_connection_secrets
 from receiver.config.files import read_file, read_secret, secret_files
-from receiver.config.operators import check_bearer, read_operator_tokens
+from receiver.config.operators import check_basic, check_bearer, read_operator_tokens
 from receiver.config.pooler import check_database
 from receiver.config.redis_mode import check_redis
 from receiver.config.redis_tls import check_tls_files
@@ -341,6 +341,8 @@ def _resolve_secrets(settings: Settings, source: Mapping[str, str]) -> Settings:
             f"{name(missing)}: basic auth needs both a username and a password "
             f"({name(present)} is set)"
         )
+    given = "webhook_password_file" if "webhook_password_file" in source else "webhook_password"
+    check_basic(settings.webhook_username, password, name("webhook_username"), name(given))
     try:
         update |= read_connection_secrets(
             postgres=settings.postgres_databases,
