@@ -16,7 +16,6 @@ import functools
 import os
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import asyncpg
@@ -30,6 +29,7 @@ from receiver.config.action_waits import pipeline_waits
 from receiver.config.approvals import ApprovalFiles, load_approvals
 from receiver.dsn_errors import not_a_dsn, refused, where
 from receiver.guards.redis_guards import Guards
+from receiver.kube_credentials import check_kubeconfig_named, load_kube_configuration
 from receiver.pipeline import Pipeline, PipelineSettings
 from receiver.redis_connect import (
     GuardRedis,
@@ -160,18 +160,14 @@ async def check_direct_url(settings: Settings, log: Any) -> None:
 
 async def kube_client(settings: Settings) -> Any | None:
     """A kubernetes_asyncio ApiClient from a kubeconfig or in-cluster credentials, or None."""
+    # A kubeconfig set that names no file is refused, not taken for "no cluster" (dry-run).
+    check_kubeconfig_named(settings, os.environ)
     if not kube_credentials_present(settings, os.environ):
         return None
-    from kubernetes_asyncio import client, config
+    from kubernetes_asyncio import client
 
-    configuration = client.Configuration()
-    if settings.kubeconfig is None and os.environ.get("KUBERNETES_SERVICE_HOST"):
-        config.load_incluster_config(client_configuration=configuration)  # type: ignore[no-untyped-call]
-    else:
-        path = settings.kubeconfig or Path(os.environ.get("KUBECONFIG", "~/.kube/config"))
-        await config.load_kube_config(
-            config_file=str(path.expanduser()), client_configuration=configuration
-        )
+    # ConfigError naming the setting for a kubeconfig that cannot be loaded (was a traceback).
+    configuration = await load_kube_configuration(settings, os.environ)
     return client.ApiClient(configuration)
 
 

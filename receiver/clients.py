@@ -20,7 +20,8 @@ from typing import Any
 import aiohttp
 import redis.asyncio as aioredis
 
-from receiver.config import Settings
+from receiver.config import ConfigError, Settings
+from receiver.config.redact import unreadable
 from receiver.rules.model import Rule, RuleSet
 from remediations.base import Clients, Registry
 from remediations.http.endpoints import Endpoint, HttpEndpoints
@@ -127,6 +128,16 @@ def _secret(value: Any) -> str:
     return str(value.get_secret_value()) if value is not None else ""
 
 
+def _redis_client(setting: str, url: str) -> aioredis.Redis:
+    """The client of a Redis connection's URL (read from ``setting``). Raises ConfigError
+    naming the setting, never the password, for a URL redis-py cannot take (no scheme, a
+    ``?socket_timeout=`` that is no number): it was a traceback that ended ``serve``."""
+    try:
+        return aioredis.from_url(url, socket_timeout=5, socket_connect_timeout=5)
+    except ValueError as exc:
+        raise ConfigError(f"{setting}: {unreadable('Redis', url, exc)}") from None
+
+
 def _trust(setting: str, ca_file: Path | None) -> TlsTrust | None:
     """The CA bundle ``ca_file`` (set as ``setting``) loaded, or None (the system's CAs). The
     file was loaded at start (``connections._ca_file``); one changed since is refused as then:
@@ -138,7 +149,8 @@ def _trust(setting: str, ca_file: Path | None) -> TlsTrust | None:
 
 def build_clients(settings: Settings, *, kube: Any | None = None) -> ServiceClients:
     """A client for every configured connection; nothing connects yet. Call inside the event
-    loop (the HTTP session binds to it)."""
+    loop (the HTTP session binds to it). Raises ConfigError for a Redis URL redis-py cannot
+    take, naming its setting."""
     mapping: dict[str, Any] = {}
     if kube is not None:
         mapping["kubernetes"] = kube
@@ -155,7 +167,7 @@ def build_clients(settings: Settings, *, kube: Any | None = None) -> ServiceClie
     redis = {
         name: RedisQueues(
             name,
-            aioredis.from_url(_secret(conn.url), socket_timeout=5, socket_connect_timeout=5),
+            _redis_client(f"redis.queues.{name}.url_file", _secret(conn.url)),
             {queue: spec.spec() for queue, spec in conn.queues.items()},
         )
         for name, conn in settings.redis_queues.items()

@@ -30,6 +30,10 @@ _LEVELS = {
 }
 
 
+# The logger kubernetes_asyncio writes each response body to (``client/rest.py``).
+_KUBE_BODIES = "kubernetes_asyncio.client.rest"
+
+
 def configure_logging(
     level: str = "info",
     fmt: str = "json",
@@ -103,6 +107,11 @@ def configure_logging(
     root.setLevel(numeric)
     # One line per request is the job of our own metrics and logs, not aiohttp's access log.
     logging.getLogger("aiohttp.access").setLevel(max(numeric, logging.WARNING))
+    # kubernetes_asyncio logs every API answer's body at debug (client/rest.py): a Deployment's
+    # holds its containers' environment, a password written as a plain value included. Our
+    # own lines say what a step read and changed; at debug the body put the cluster's secrets
+    # in the log.
+    logging.getLogger(_KUBE_BODIES).setLevel(max(numeric, logging.INFO))
     # aiohttp reports a malformed request with its raw bytes (a token included): see the filter.
     bad_requests = BadRequestFilter(Throttle(BAD_REQUEST_LOG_EVERY_S))
     for name in ("aiohttp.server", "aiohttp.access"):

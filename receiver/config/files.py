@@ -13,6 +13,8 @@ from receiver.config.settings import ConfigError
 __all__ = [
     "FILE_NOT_UTF8",
     "MAX_CONFIG_FILE_BYTES",
+    "PATH_NOT_SHOWN",
+    "path_shown",
     "read_file",
     "read_secret",
     "read_settings_text",
@@ -43,6 +45,27 @@ def read_text_bounded(path: Path) -> str:
     return data.decode("utf-8")
 
 
+# What a message adds in place of a path that names nothing (``path_shown``).
+PATH_NOT_SHOWN = (
+    "(its path not shown: nothing is there, nor the directory it names, so it may be the"
+    " secret itself, written where its file's path goes)"
+)
+
+
+def path_shown(path: Path) -> bool:
+    """Whether a message may show ``path`` (a file or directory a setting names, which cannot
+    be read): when something is there, or the directory it names is (a misspelt file name).
+    A secret given where its file goes (``REMEDIATOR_WEBHOOK_TOKEN_FILE=<the token>``, a DSN
+    as ``dsn_file``) names nothing, and was quoted whole in the error, which a pod's log
+    keeps; the message says ``PATH_NOT_SHOWN`` instead."""
+    try:
+        if path.exists() or path.is_symlink():
+            return True
+        return path.parent != Path() and path.parent.is_dir()
+    except OSError:  # a name too long for a path: no file's
+        return False
+
+
 def read_settings_text(path: Path) -> str:
     """The text of the settings file (``--config``, ``REMEDIATOR_CONFIG``). Raises ConfigError
     naming the file when it cannot be read, is too large or is not UTF-8."""
@@ -63,7 +86,10 @@ def read_file(path: Path, source: str, what: str = "secret file") -> str:
     try:
         value = read_text_bounded(path).removeprefix("\ufeff").strip()
     except OSError as exc:
-        raise ConfigError(f"{source}: cannot read {what} {path}: {exc.strerror or exc}") from exc
+        why = exc.strerror or type(exc).__name__
+        if not path_shown(path):
+            raise ConfigError(f"{source}: cannot read {what}: {why} {PATH_NOT_SHOWN}") from None
+        raise ConfigError(f"{source}: cannot read {what} {path}: {why}") from None
     except UnicodeDecodeError:
         # Not the decoder's message: it quotes the byte and its offset, a piece of the secret.
         raise ConfigError(f"{source}: cannot read {what} {path}: {FILE_NOT_UTF8}") from None
@@ -91,5 +117,7 @@ def secret_files(directory: Path, source: str) -> list[Path]:
     ``..data`` and the like, and shows each key as a plain name. Raises ConfigError naming
     ``source`` when ``directory`` is not a directory."""
     if not directory.is_dir():
+        if not path_shown(directory):
+            raise ConfigError(f"{source}: it is not a directory {PATH_NOT_SHOWN}")
         raise ConfigError(f"{source}: {directory} is not a directory")
     return [e for e in sorted(directory.iterdir()) if not e.name.startswith(".") and e.is_file()]

@@ -25,10 +25,20 @@ __all__ = [
 
 
 def check_url(url: str) -> str:
-    """``url`` when it is http(s)://host...; ValueError otherwise (without echoing it)."""
+    """``url`` when it is http(s)://host[:port]... with a port from 1 to 65535; ValueError
+    otherwise (without echoing it, nor urllib's message, which quotes the port as written: a
+    piece of a password whose `/` ended the authority early)."""
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise ValueError("the URL must be http:// or https:// with a host")
+    try:
+        port = parts.port
+    except ValueError:
+        port = 0
+    if port == 0:
+        # Else taken here and refused by the client at every call: `:99999` raised a
+        # ValueError out of each step and notification that used it.
+        raise ValueError("the URL's port is not a number from 1 to 65535")
     return url
 
 

@@ -16,6 +16,7 @@ __all__ = [
     "MIN_OPERATOR_TOKEN_CHARS",
     "RESERVED_NAMES",
     "WEBHOOK_NAME",
+    "check_basic",
     "check_bearer",
     "read_operator_tokens",
 ]
@@ -42,6 +43,29 @@ def check_bearer(token: SecretStr | None, source: str) -> None:
             f"{source}: the token holds a control character (a second line?); an HTTP header "
             "cannot carry one: keep the token alone on one line"
         )
+
+
+def check_basic(
+    username: str | None, password: SecretStr | None, user_source: str, password_source: str
+) -> None:
+    """ConfigError naming the setting, quoting neither part, when the webhook's basic-auth pair
+    can never be sent as configured (RFC 7617 2: the user name ends at the first ``:``, and
+    neither part holds a control character): a user name ``am:x`` was taken, and every
+    notification was refused 401."""
+    if username is not None and ":" in username:
+        raise ConfigError(
+            f"{user_source}: a basic-auth user name cannot hold a ':' (the password begins after"
+            " the first one)"
+        )
+    for source, text in (
+        (user_source, username),
+        (password_source, password.get_secret_value() if password is not None else None),
+    ):
+        if text is not None and any(ord(c) < 0x20 or ord(c) == 0x7F for c in text):
+            raise ConfigError(
+                f"{source}: holds a control character (a second line?), which basic auth"
+                " cannot carry"
+            )
 
 
 def read_operator_tokens(directory: Path, source: str) -> dict[str, SecretStr]:

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pydantic import ValidationError
+from pydantic import SecretStr, ValidationError
 
 from receiver.config.connections import (
     HttpEndpointConfig,
@@ -25,7 +25,7 @@ from receiver.config.connections import (
     read_connection_secrets,
 )
 from receiver.config.files import read_file, read_secret, secret_files
-from receiver.config.operators import check_bearer, read_operator_tokens
+from receiver.config.operators import check_basic, check_bearer, read_operator_tokens
 from receiver.config.pooler import check_database
 from receiver.config.redis_mode import check_redis
 from receiver.config.redis_tls import check_tls_files
@@ -317,30 +317,47 @@ def _resolve_secrets(settings: Settings, source: Mapping[str, str]) -> Settings:
             )
         update[secret] = read_secret(path, name(file_field))
 
+    for bearer in ("webhook_token", "operator_token"):
+        # A bearer token travels in an HTTP header, which carries no blanks around its value
+        # (RFC 9110 5.5: a server reads the header without them): one written " tok " in the
+        # variable or the file was never matched, and every webhook was refused. Taken without
+        # them, as a secret file is read.
+        given = update.get(bearer, getattr(settings, bearer))
+        if given is not None and given.get_secret_value() != given.get_secret_value().strip():
+            update[bearer] = SecretStr(given.get_secret_value().strip())
+
     token = update.get("webhook_token", settings.webhook_token)
     if token is not None and not token.get_secret_value().strip():
         raise ConfigError(f"{name('webhook_token')}: must not be empty")
-    check_bearer(token, name("webhook_token" + ("_file" if "webhook_token" in update else "")))
+    check_bearer(token, name("webhook_token" + ("_file" if "webhook_token_file" in source else "")))
 
     operator_token = update.get("operator_token", settings.operator_token)
     if operator_token is not None and not operator_token.get_secret_value().strip():
         raise ConfigError(f"{name('operator_token')}: must not be empty")
-    in_file = "operator_token" in update
+    in_file = "operator_token_file" in source
     check_bearer(operator_token, name("operator_token" + ("_file" if in_file else "")))
 
+    password = update.get("webhook_password", settings.webhook_password)
     if settings.operator_tokens_dir is not None:
         operators = read_operator_tokens(settings.operator_tokens_dir, name("operator_tokens_dir"))
-        # One credential, one role: the webhook's token must not also be an operator's.
-        if token is not None:
+        # One credential, one role: no secret of the webhook's (what Alertmanager's
+        # configuration holds) may also be an operator's token, which pauses and decides.
+        for what, field, held in (
+            ("token", "webhook_token", token),
+            ("password", "webhook_password", password),
+        ):
+            if held is None:
+                continue
             for operator, value in operators.items():
-                if value.get_secret_value() == token.get_secret_value():
+                if value.get_secret_value() == held.get_secret_value():
+                    # The setting the user wrote: the secret's file, when it came from one.
+                    given = f"{field}_file" if f"{field}_file" in source else field
                     raise ConfigError(
                         f"{name('operator_tokens_dir')}: operator {operator!r} has the webhook's"
-                        f" token ({name('webhook_token')}); give each role its own"
+                        f" {what} ({name(given)}); give each role its own"
                     )
         update["operator_tokens"] = operators
 
-    password = update.get("webhook_password", settings.webhook_password)
     if (settings.webhook_username is None) != (password is None):
         missing = "webhook_password" if password is None else "webhook_username"
         present = "webhook_username" if password is None else "webhook_password"
@@ -348,6 +365,8 @@ def _resolve_secrets(settings: Settings, source: Mapping[str, str]) -> Settings:
             f"{name(missing)}: basic auth needs both a username and a password "
             f"({name(present)} is set)"
         )
+    given = "webhook_password_file" if "webhook_password_file" in source else "webhook_password"
+    check_basic(settings.webhook_username, password, name("webhook_username"), name(given))
     try:
         update |= read_connection_secrets(
             postgres=settings.postgres_databases,

@@ -7,6 +7,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
+
 from tests.support.served import ServeFactory, cli, env_for, serve_to_exit, stop
 
 
@@ -91,3 +93,68 @@ async def test_service_started_records_an_inline_endpoint_url_as_its_origin_only
     )
     assert "qzxw" not in export
     assert "qzxw" not in "".join(served.output)
+
+
+def test_a_kubeconfig_that_cannot_be_loaded_stops_the_start_in_one_line(
+    embedded_dir: Path, tmp_path: Path
+) -> None:
+    # An unterminated quote around the token: kubernetes_asyncio's YAML error was a traceback
+    # (exit 1) that named neither the setting nor what to fix.
+    kubeconfig = tmp_path / "kubeconfig"
+    _secret(kubeconfig, 'apiVersion: v1\nusers:\n- name: u\n  user:\n    token: "kube-tok-qzxk')
+    env = env_for(embedded_dir) | {"REMEDIATOR_KUBECONFIG": str(kubeconfig)}
+    proc = serve_to_exit(env)
+    assert proc.returncode == 2, proc.stderr
+    assert "Traceback" not in proc.stdout + proc.stderr
+    assert (
+        "error: configuration: kubernetes.kubeconfig (REMEDIATOR_KUBECONFIG): cannot load the"
+        f" kubeconfig {kubeconfig}: it is not YAML (found unexpected end of stream at line 6)"
+    ) in proc.stderr
+    assert "qzxk" not in proc.stdout + proc.stderr
+
+
+@pytest.mark.parametrize(
+    ("url", "why"),
+    [
+        ("queue-host-qzxr:6379", "Redis URL must specify one of the following schemes"),
+        (
+            "redis://:pw-qzxr-0123456789@127.0.0.1:1/0?socket_timeout=soon",
+            "Invalid value for 'socket_timeout' in connection URL.",
+        ),
+    ],
+)
+def test_a_redis_connection_url_redis_py_cannot_take_stops_the_start_in_one_line(
+    embedded_dir: Path, tmp_path: Path, url: str, why: str
+) -> None:
+    # The checks at load let both through (a URL without a scheme, a query value that is no
+    # number); redis-py refused them as serve built its clients: a traceback, exit 1.
+    _secret(tmp_path / "jobs-url", url)
+    queues = {"e": {"layout": "list", "key": "e", "dead_letter_key": "e:dead"}}
+    env = env_for(embedded_dir) | {
+        "REMEDIATOR_REDIS_QUEUES": json.dumps(
+            {"jobs": {"url_file": str(tmp_path / "jobs-url"), "queues": queues}}
+        )
+    }
+    proc = serve_to_exit(env)
+    assert proc.returncode == 2, proc.stderr
+    assert "Traceback" not in proc.stdout + proc.stderr
+    assert (
+        f"error: configuration: redis.queues.jobs.url_file: not a Redis URL: {why}" in proc.stderr
+    )
+    assert "qzxr" not in proc.stdout + proc.stderr
+
+
+async def test_a_kubeconfig_set_that_names_no_file_stops_the_start_and_is_not_recorded(
+    embedded_dir: Path,
+) -> None:
+    # A token where the path goes: serve ran every Kubernetes step dry, and service.started
+    # wrote the value into the append-only audit log.
+    env = env_for(embedded_dir) | {"REMEDIATOR_KUBECONFIG": "eyJhbGciOiJSUzI1NiJ9.kube-qzxk"}
+    proc = serve_to_exit(env)
+    assert proc.returncode == 2, proc.stderr
+    assert "no kubeconfig file at (its path not shown" in proc.stderr
+    assert "qzxk" not in proc.stdout + proc.stderr
+    code, export, err = await cli(env_for(embedded_dir), "audit", "export")
+    assert code == 0, err
+    assert '"service.started"' not in export
+    assert "qzxk" not in export

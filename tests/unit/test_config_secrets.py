@@ -8,6 +8,8 @@ from pathlib import Path
 import pytest
 
 from receiver.config import ConfigError, load_settings
+from receiver.config.approvals import load_approvals
+from receiver.http.auth import Authenticator, Principal, Role
 from tests.support.config import write
 
 
@@ -166,6 +168,56 @@ def test_the_webhook_token_cannot_also_be_an_operators(tmp_path: Path) -> None:
     assert "shared-token" not in info.value.message
 
 
+def test_the_webhook_password_cannot_also_be_an_operators(tmp_path: Path) -> None:
+    """Whoever holds Alertmanager's configuration (its basic-auth password) would otherwise
+    send it as an operator's bearer token: pause remediation, decide approvals as that
+    operator. It was taken (found by attack); the token's twin was already refused."""
+    directory = _operators(tmp_path, alice="shared-secret-0123456789")
+    password = write(tmp_path / "pw", "shared-secret-0123456789\n")
+    with pytest.raises(ConfigError, match="give each role its own") as info:
+        load_settings(
+            None,
+            {
+                "REMEDIATOR_OPERATOR_TOKENS_DIR": str(directory),
+                "REMEDIATOR_WEBHOOK_USERNAME": "am",
+                "REMEDIATOR_WEBHOOK_PASSWORD_FILE": str(password),
+            },
+        )
+    assert info.value.message == (
+        "REMEDIATOR_OPERATOR_TOKENS_DIR: operator 'alice' has the webhook's password"
+        " (REMEDIATOR_WEBHOOK_PASSWORD_FILE); give each role its own"
+    )
+
+
+@pytest.mark.parametrize("written", ["  tok-0123456789abcdef  ", "tok-0123456789abcdef "])
+def test_a_token_written_with_blanks_around_it_is_taken_without_them(written: str) -> None:
+    """An HTTP header carries no blanks around its value, so a webhook token configured with
+    them could never be matched: every notification was refused 401 (found by attack). It
+    is taken as a secret file is read, stripped, and the token Alertmanager sends passes."""
+    s = load_settings(
+        None, {"REMEDIATOR_WEBHOOK_TOKEN": written, "REMEDIATOR_OPERATOR_TOKEN": written}
+    )
+    assert s.webhook_token is not None
+    assert s.operator_token is not None
+    assert s.webhook_token.get_secret_value() == "tok-0123456789abcdef"
+    assert s.operator_token.get_secret_value() == "tok-0123456789abcdef"
+    assert Authenticator(s).identify("Bearer tok-0123456789abcdef") == Principal(
+        Role.WEBHOOK, "webhook"
+    )
+
+
+def test_an_operator_token_with_blanks_around_it_is_still_the_webhooks(tmp_path: Path) -> None:
+    directory = _operators(tmp_path, alice="shared-token-0123456789")
+    with pytest.raises(ConfigError, match="has the webhook's token"):
+        load_settings(
+            None,
+            {
+                "REMEDIATOR_OPERATOR_TOKENS_DIR": str(directory),
+                "REMEDIATOR_WEBHOOK_TOKEN": " shared-token-0123456789 ",
+            },
+        )
+
+
 @pytest.mark.parametrize(
     ("setting", "content", "named"),
     [
@@ -197,3 +249,115 @@ def test_a_token_with_a_second_line_is_refused_naming_its_file(
         load_settings(None, {setting: value})
     assert named in caught.value.message
     assert "SuperSecret" not in caught.value.message
+
+
+_PASTED = "tok-qzxs-0123456789abcdef"
+
+
+@pytest.mark.parametrize(
+    ("environ", "named"),
+    [
+        ({"REMEDIATOR_WEBHOOK_TOKEN_FILE": _PASTED}, "REMEDIATOR_WEBHOOK_TOKEN_FILE"),
+        (
+            {"REMEDIATOR_WEBHOOK_USERNAME": "am", "REMEDIATOR_WEBHOOK_PASSWORD_FILE": _PASTED},
+            "REMEDIATOR_WEBHOOK_PASSWORD_FILE",
+        ),
+        ({"REMEDIATOR_OPERATOR_TOKEN_FILE": _PASTED}, "REMEDIATOR_OPERATOR_TOKEN_FILE"),
+        ({"REMEDIATOR_REDIS_PASSWORD_FILE": _PASTED}, "REMEDIATOR_REDIS_PASSWORD_FILE"),
+        ({"REMEDIATOR_OPERATOR_TOKENS_DIR": _PASTED}, "REMEDIATOR_OPERATOR_TOKENS_DIR"),
+        (
+            {"REMEDIATOR_POSTGRES_DATABASES": '{"o": {"dsn_file": "postgresql://u:qzxs@db/o"}}'},
+            "postgres.databases.o.dsn_file",
+        ),
+        (
+            {
+                "REMEDIATOR_HTTP_ENDPOINTS": (
+                    '{"e": {"url": "https://h.internal/f",'
+                    f' "header_files": {{"Authorization": "Bearer {_PASTED}"}}}}}}'
+                )
+            },
+            "http.endpoints.e.header_files.Authorization",
+        ),
+        # A token from `openssl rand -base64`, its `/` read as a directory that is not there.
+        ({"REMEDIATOR_WEBHOOK_TOKEN_FILE": "qzxs/9f+ab0123=="}, "REMEDIATOR_WEBHOOK_TOKEN_FILE"),
+    ],
+)
+def test_a_secret_given_where_its_files_path_goes_is_not_quoted(
+    environ: dict[str, str], named: str
+) -> None:
+    """The secret itself where its file's path goes names no file: the message quoted that
+    "path", the secret, whole (found by attack). A path naming nothing, not even its
+    directory, is not shown."""
+    with pytest.raises(ConfigError) as caught:
+        load_settings(None, environ)
+    message = caught.value.message
+    assert message.startswith(f"{named}: ")
+    assert "its path not shown" in message
+    assert "qzxs" not in message
+
+
+@pytest.mark.parametrize(
+    ("setting", "what"),
+    [
+        ("REMEDIATOR_APPROVERS_FILE", "cannot read approvers file"),
+        ("REMEDIATOR_SLACK_SIGNING_SECRET_FILE", "cannot read secret file"),
+        ("REMEDIATOR_APPROVAL_KEYS_DIR", "it is not a directory"),
+    ],
+)
+def test_an_approval_secret_given_where_its_path_goes_is_not_quoted(
+    setting: str, what: str
+) -> None:
+    with pytest.raises(ConfigError) as caught:
+        load_approvals(load_settings(None, {setting: _PASTED}))
+    assert caught.value.message.startswith(f"{setting}: {what}")
+    assert "qzxs" not in caught.value.message
+
+
+def test_a_misspelt_file_in_a_directory_that_exists_is_named(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError) as caught:
+        load_settings(None, {"REMEDIATOR_WEBHOOK_TOKEN_FILE": str(tmp_path / "tokne")})
+    assert caught.value.message == (
+        f"REMEDIATOR_WEBHOOK_TOKEN_FILE: cannot read secret file {tmp_path / 'tokne'}:"
+        " No such file or directory"
+    )
+
+
+@pytest.mark.parametrize(
+    ("environ", "message"),
+    [
+        (
+            {
+                "REMEDIATOR_WEBHOOK_USERNAME": "am:qzxb",
+                "REMEDIATOR_WEBHOOK_PASSWORD": "pw-qzxb-0123",
+            },
+            "REMEDIATOR_WEBHOOK_USERNAME: a basic-auth user name cannot hold a ':' (the password"
+            " begins after the first one)",
+        ),
+        (
+            {"REMEDIATOR_WEBHOOK_USERNAME": "am", "REMEDIATOR_WEBHOOK_PASSWORD": "pw-qzxb\x01x"},
+            "REMEDIATOR_WEBHOOK_PASSWORD: holds a control character (a second line?), which"
+            " basic auth cannot carry",
+        ),
+    ],
+)
+def test_a_basic_auth_pair_no_request_can_carry_is_refused(
+    environ: dict[str, str], message: str
+) -> None:
+    """Alertmanager sends ``user:password``, and the user name ends at the first ``:`` (RFC
+    7617): a user name holding one was taken, and every notification refused 401 (found by
+    attack)."""
+    with pytest.raises(ConfigError) as caught:
+        load_settings(None, environ)
+    assert caught.value.message == message
+
+
+def test_a_password_file_with_a_second_line_is_named_by_its_file(tmp_path: Path) -> None:
+    password = write(tmp_path / "pw", "pw-qzxb-0123\nold-qzxb\n")
+    with pytest.raises(ConfigError, match=r"^REMEDIATOR_WEBHOOK_PASSWORD_FILE: holds a control"):
+        load_settings(
+            None,
+            {
+                "REMEDIATOR_WEBHOOK_USERNAME": "am",
+                "REMEDIATOR_WEBHOOK_PASSWORD_FILE": str(password),
+            },
+        )

@@ -25,6 +25,32 @@ def test_a_secret_url_that_is_not_a_url_is_refused_without_echoing_it(tmp_path: 
 
 
 @pytest.mark.parametrize(
+    ("connection", "url"),
+    [
+        ("http: {endpoints: {flush: {url_file: FILE}}}", "https://cache.internal:99999/f-qzxp"),
+        ("http: {endpoints: {flush: {url_file: FILE}}}", "http://cache.internal:0/f-qzxp"),
+        # A `/` in the password ends the authority early: urllib's "could not be cast" message
+        # quoted what it took for the port, the password's first letters.
+        ("http: {endpoints: {flush: {url_file: FILE}}}", "http://u:qzxp/rest@cache.internal/f"),
+        ("notify: {channels: {oncall: {kind: slack, url_file: FILE}}}", "https://h:70000/qzxp"),
+    ],
+)
+def test_a_secret_url_whose_port_no_client_takes_is_refused_without_echoing_it(
+    tmp_path: Path, connection: str, url: str
+) -> None:
+    """Taken at load, such a URL raised a ValueError out of every step and notification that
+    used it (aiohttp: "Port out of range 0-65535"), at the first alert (found by attack)."""
+    write(tmp_path / "url", url + "\n")
+    path = config(tmp_path, connection.replace("FILE", str(tmp_path / "url")))
+    with pytest.raises(ConfigError) as caught:
+        load_settings(path, {})
+    assert caught.value.message.endswith(
+        ".url_file: the URL's port is not a number from 1 to 65535"
+    )
+    assert "qzxp" not in caught.value.message
+
+
+@pytest.mark.parametrize(
     ("yaml", "message"),
     [
         (
