@@ -54,6 +54,7 @@ from remediations.redis_queue.queues import End, Layout, QueueSpec
 from remediations.tls import ca_context
 
 __all__ = [
+    "CONNECTION_KEYS",
     "HttpEndpointConfig",
     "NotifyChannelConfig",
     "PostgresDatabaseConfig",
@@ -291,6 +292,20 @@ class NotifyChannelConfig(_Strict):
 
 
 SecretReader = Callable[[Path, str], SecretStr]
+
+
+# The keys a connection of each kind takes (not those filled from its files at load), by its
+# class's name, as pydantic's errors name the class (``receiver.rules.shapes``).
+CONNECTION_KEYS = {
+    model.__name__: tuple(name for name, f in model.model_fields.items() if not f.exclude)
+    for model in (
+        PostgresDatabaseConfig,
+        RedisConnectionConfig,
+        RedisQueueConfig,
+        HttpEndpointConfig,
+        NotifyChannelConfig,
+    )
+}
 
 
 def _readable(read: SecretReader, path: Path, key: str) -> SecretStr:

@@ -16,14 +16,7 @@ from typing import Any
 
 from pydantic import SecretStr, ValidationError
 
-from receiver.config.connections import (
-    HttpEndpointConfig,
-    NotifyChannelConfig,
-    PostgresDatabaseConfig,
-    RedisConnectionConfig,
-    RedisQueueConfig,
-    read_connection_secrets,
-)
+from receiver.config.connections import CONNECTION_KEYS, read_connection_secrets
 from receiver.config.files import read_file, read_secret, secret_files
 from receiver.config.operators import check_basic, check_bearer, read_operator_tokens
 from receiver.config.pooler import check_database
@@ -248,7 +241,7 @@ def _describe(exc: ValidationError, source: Mapping[str, str], words: Mapping[Ke
         if field in _MAP_FIELDS and len(err["loc"]) > 1:
             # Inside a map of connections: name the entry and the field, not only the map.
             name += "." + ".".join(escaped(p) for p in err["loc"][1:])
-        if (shape := shape_message(err, _CONNECTION_KEYS)) is not None:
+        if (shape := shape_message(err, CONNECTION_KEYS)) is not None:
             # `catcher: http://...` for `catcher: {url: ...}`: pydantic named our class.
             lines.append(f"{name}: {shape}")
             continue
@@ -282,18 +275,6 @@ _SECRET_FIELDS = frozenset(
     }
 )
 _MAP_FIELDS = frozenset({"postgres_databases", "redis_queues", "http_endpoints", "notify_channels"})
-
-# The keys a connection of each kind takes (not those filled from its files at load).
-_CONNECTION_KEYS = {
-    model.__name__: tuple(name for name, f in model.model_fields.items() if not f.exclude)
-    for model in (
-        PostgresDatabaseConfig,
-        RedisConnectionConfig,
-        RedisQueueConfig,
-        HttpEndpointConfig,
-        NotifyChannelConfig,
-    )
-}
 
 
 def _resolve_secrets(settings: Settings, source: Mapping[str, str]) -> Settings:
