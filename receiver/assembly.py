@@ -31,14 +31,8 @@ from receiver.dsn_errors import not_a_dsn, refused, where
 from receiver.guards.redis_guards import Guards
 from receiver.kube_credentials import check_kubeconfig_named, load_kube_configuration
 from receiver.pipeline import Pipeline, PipelineSettings
-from receiver.redis_connect import (
-    GuardRedis,
-    connect_redis,
-    durability_warning,
-    mode_mismatch,
-    write_refusal,
-)
-from receiver.redis_eviction import eviction_warning
+from receiver.redis_connect import GuardRedis, connect_redis, mode_mismatch, write_refusal
+from receiver.redis_warnings import durability_warning, eviction_warning
 from receiver.reloads import log_rule_warnings
 from receiver.rules.loader import RuleHolder
 from receiver.rules.model import RuleSet
@@ -90,7 +84,7 @@ async def redis_checks(
 ) -> tuple[str | None, str | None, str | None, str | None]:
     """The start-up checks of the guards' Redis, as (mode mismatch, durability warning,
     eviction warning, write refusal): each what to fix, or None (``receiver.redis_connect``,
-    ``receiver.redis_eviction``). Without ``describe`` (a worker process: serve made them) only
+    ``receiver.redis_warnings``). Without ``describe`` (a worker process: serve made them) only
     the mode check, whose mismatch stops a start.
 
     Made at once, not one after the other: a Redis that hangs (connections open, no answer)

@@ -54,11 +54,11 @@ from receiver.redis_refusal import (
     refused_command,
 )
 
-__all__ = ["GuardRedis", "connect_redis", "durability_warning", "mode_mismatch", "write_refusal"]
+__all__ = ["GuardRedis", "connect_redis", "mode_mismatch", "write_refusal"]
 
 
 # The same bounds the service always had on one Redis round trip's socket.
-_SOCKET: dict[str, Any] = {"socket_timeout": 5.0, "socket_connect_timeout": 5.0}
+SOCKET: dict[str, Any] = {"socket_timeout": 5.0, "socket_connect_timeout": 5.0}
 
 
 # Argument types hiredis packs byte for byte as redis-py's own packer does: the exact types,
@@ -111,7 +111,7 @@ def _asked_once() -> dict[str, Any]:
     default, an authentication failure among them: a wrong password took 3.5 s to say so, and
     on a busy machine longer than the 5 s the question is given, which then read as "no
     answer" and hid what to fix."""
-    return {**_SOCKET, "retry": Retry(NoBackoff(), 0)}
+    return {**SOCKET, "retry": Retry(NoBackoff(), 0)}
 
 
 @dataclass
@@ -147,11 +147,11 @@ def connect_redis(settings: Settings, url: str | None) -> GuardRedis:
         sentinel = Sentinel(  # type: ignore[no-untyped-call, unused-ignore]
             [split_address(address) for address in settings.redis_sentinels],
             sentinel_kwargs={
-                **_SOCKET,
+                **SOCKET,
                 "password": _secret(settings.redis_sentinel_password),
                 **over_tls,
             },
-            **_SOCKET,
+            **SOCKET,
         )
         master = settings.redis_sentinel_master
         # redis-py's pool takes ``ssl`` to make TLS connections to whichever master the
@@ -171,9 +171,9 @@ def connect_redis(settings: Settings, url: str | None) -> GuardRedis:
     tls = parts.scheme == "rediss"
     try:
         if settings.redis_mode is RedisMode.CLUSTER:
-            cluster = RedisCluster.from_url(url, require_full_coverage=False, **_SOCKET, **extra)
+            cluster = RedisCluster.from_url(url, require_full_coverage=False, **SOCKET, **extra)
             return GuardRedis(cluster, f"cluster through {where}", RedisMode.CLUSTER, tls=tls)
-        client = _packed_by_hiredis(Redis.from_url(url, **_SOCKET, **extra))
+        client = _packed_by_hiredis(Redis.from_url(url, **SOCKET, **extra))
         return GuardRedis(client, where, RedisMode.STANDALONE, tls=tls)
     except (ValueError, RedisClusterException) as exc:
         raise ConfigError(f"{source}: {unreadable('Redis', url, exc)}") from None
@@ -183,7 +183,7 @@ async def _server_mode(client: Redis) -> str | None:
     """What the server is (``INFO server``'s ``redis_mode``: standalone, cluster or sentinel);
     None when it does not say now (unreachable: the guards fail closed and /readyz says so)."""
     try:
-        async with asyncio.timeout(_SOCKET["socket_timeout"]):
+        async with asyncio.timeout(SOCKET["socket_timeout"]):
             info = await client.info("server")
     except (RedisError, OSError, TimeoutError):
         return None
@@ -199,7 +199,7 @@ async def _ask_sentinel(
     host, port = split_address(address)
     client = Redis(host=host, port=port, password=password, **_asked_once(), **tls)
     try:
-        async with asyncio.timeout(_SOCKET["socket_timeout"]):
+        async with asyncio.timeout(SOCKET["socket_timeout"]):
             reply = await client.execute_command(  # type: ignore[no-untyped-call]
                 "SENTINEL GET-MASTER-ADDR-BY-NAME", master
             )
@@ -289,40 +289,11 @@ async def mode_mismatch(built: GuardRedis, settings: Settings, url: str | None) 
     )
 
 
-async def durability_warning(built: GuardRedis, key: str) -> str | None:
-    """What to fix when the master holding ``key`` (a guard key) takes writes with no replica
-    to have them (``min-replicas-to-write`` 0): behind Sentinel or in a cluster, a failover then
-    loses admissions the guards answered (README, "Redis Sentinel and Cluster"). None when it
-    is set, with one server (no failover), or when Redis does not answer now (the guards fail
-    closed and /readyz says so)."""
-    if built.mode is RedisMode.STANDALONE:
-        return None
-    client = built.client
-    try:
-        async with asyncio.timeout(_SOCKET["socket_timeout"]):
-            if isinstance(client, RedisCluster):
-                await client.initialize()
-                node = client.get_node_from_key(key)
-                info = await client.info("replication", target_nodes=node)
-            else:
-                info = await client.info("replication")
-    except (RedisError, RedisClusterException, OSError, TimeoutError):
-        return None
-    # INFO lists min_slaves_good_slaves only while min-replicas-to-write is above 0.
-    if "min_slaves_good_slaves" in info:
-        return None
-    return (
-        f"the Redis master of the guards ({built.where}) takes writes without a replica"
-        " (min-replicas-to-write 0): a failover can lose locks, cooldowns and budget entries"
-        " it took; set min-replicas-to-write 1 on the master and its replicas"
-    )
-
-
 async def write_refusal(
     built: GuardRedis,
     probe: Callable[[], Awaitable[None]],
     timeout_s: float,
-    opening_s: float = _SOCKET["socket_timeout"],
+    opening_s: float = SOCKET["socket_timeout"],
 ) -> str | None:
     """What to check when the guards' Redis does not take a write now: ``probe`` is the
     readiness check's write (``Guards.probe``), given ``timeout_s`` seconds (the readiness

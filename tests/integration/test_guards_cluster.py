@@ -33,7 +33,8 @@ from receiver.guards.policy import (
 from receiver.guards.redis_guards import Guards
 from receiver.guards.scripts import load_lua
 from receiver.model import GuardSpec, NamespacePolicy, Target
-from receiver.redis_connect import GuardRedis, connect_redis, durability_warning, write_refusal
+from receiver.redis_connect import GuardRedis, connect_redis, write_refusal
+from receiver.redis_warnings import durability_warning
 from tests.support.polling import eventually
 from tests.support.redis_topologies import RedisCluster3
 

@@ -18,7 +18,7 @@ from receiver.guards.policy import AdmissionRequest, GuardSettings
 from receiver.guards.redis_guards import Guards
 from receiver.model import GuardSpec, NamespacePolicy, Target
 from receiver.redis_connect import connect_redis
-from receiver.redis_eviction import eviction_warning
+from receiver.redis_warnings import eviction_warning
 from tests.support.redis_topologies import PASSWORD, RedisCluster3, RedisNode, debian_binary
 from tests.support.served import ServeFactory, stop
 

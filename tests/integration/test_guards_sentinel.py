@@ -20,13 +20,8 @@ from receiver.config import load_settings
 from receiver.guards.policy import Admission, AdmissionRequest, GuardUnavailable
 from receiver.guards.redis_guards import Guards
 from receiver.model import GuardSpec, NamespacePolicy, Target
-from receiver.redis_connect import (
-    GuardRedis,
-    connect_redis,
-    durability_warning,
-    mode_mismatch,
-    write_refusal,
-)
+from receiver.redis_connect import GuardRedis, connect_redis, mode_mismatch, write_refusal
+from receiver.redis_warnings import durability_warning
 from tests.support.polling import eventually, eventually_blocking
 from tests.support.redis_topologies import MASTER_NAME, PASSWORD, SENTINEL_PASSWORD, SentinelSet
 
