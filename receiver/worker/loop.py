@@ -51,7 +51,7 @@ from receiver.worker.attempt import (
     event_calls,
     job_calls,
 )
-from receiver.worker.claim_backoff import back_off
+from receiver.worker.claim_backoff import ClaimOutage, back_off
 from receiver.worker.express import express_cursor, hinted_lanes
 from receiver.worker.listen import LISTEN_WARNING_EVERY_S, Listener
 
@@ -124,6 +124,7 @@ class Worker:
         self._poll_interval_s = poll_interval_s
         self._log: Any = log or structlog.get_logger("remediator.worker")
         self._backoff = Backoff(backoff_base_s, backoff_max_s)
+        self._outage = ClaimOutage(self._log)
         self._attempts = Attempts(
             owner=self.owner,
             lease_s=lease_s,
@@ -306,9 +307,7 @@ class Worker:
             except StoreUnavailable as exc:
                 failures += 1
                 delay = self._backoff(failures, cap=min(30.0, self._poll_interval_s))
-                self._log.warning(
-                    "store unavailable while claiming", error=str(exc), retry_in_s=round(delay, 1)
-                )
+                self._outage.failed(exc, delay)
                 await back_off(delay, stopped=self._stopped, wake=self._wake)
                 continue
             except Exception:

@@ -1,6 +1,8 @@
-"""The worker's claim backoff while its store is out of reach behind PgBouncer ends when work
-is announced: an alert stored once the pooler is back is acted on at once, over the LISTEN
-(``database.direct_url``), not after the rest of the backoff.
+"""The worker's claims while its store is out of reach behind PgBouncer: the backoff ends when
+work is announced, so an alert stored once the pooler is back is acted on at once, over the
+LISTEN (``database.direct_url``), not after the rest of the backoff; and the warning that
+claims fail is logged at most once every ``CLAIM_WARNING_EVERY_S`` (it was, with the default
+poll interval, every second or so: 19 lines in a 15 s restart of PostgreSQL).
 
 A real PgBouncer in transaction mode whose database the test disables (``DISABLE``, ``KILL``,
 ``RESUME``: every connection refused at once, as PgBouncer does while its server logins fail
@@ -22,6 +24,7 @@ from receiver.intake import Intake, IntakeResult
 from receiver.model import AlertEvent, Disposition
 from receiver.store import Store
 from receiver.worker import Worker
+from receiver.worker.claim_backoff import CLAIM_WARNING_EVERY_S
 from tests.support import payloads
 from tests.support import pgbouncer as bouncers
 from tests.support.polling import current, eventually
@@ -77,6 +80,7 @@ async def test_an_alert_after_the_pooler_came_back_does_not_wait_out_the_backoff
     )
 
     def delays() -> list[float]:
+        # Every failed claim's, said or held back (debug).
         return [float(e["retry_in_s"]) for e in logs if e["event"] == FAILED]
 
     with capture_logs() as logs:
@@ -116,3 +120,35 @@ async def _outlived(
     await eventually(current(lambda: done), timeout_s=30, what="the alert processed")
     waited = time.monotonic() - stored
     assert waited < PROMPT_S, (waited, delays())
+
+
+async def test_failing_claims_are_warned_of_at_most_every_ten_seconds(
+    own_pooler: bouncers.PgBouncer, pooled: Store, database_url: str
+) -> None:
+    async def process(event: AlertEvent) -> Disposition:
+        return Disposition.done()
+
+    # The default poll interval: the claims back off one second at most.
+    worker = Worker(pooled, process, concurrency=2, lease_s=30.0, poll_interval_s=1.0)
+    database = database_url.rsplit("/", 1)[1]
+    with capture_logs() as logs:
+        await worker.start()
+        try:
+            for command in ("DISABLE", "KILL", "RESUME"):
+                await own_pooler.admin(f"{command} {database}")
+            failed = [e for e in logs if e["event"] == FAILED]
+            began = time.monotonic()
+            await eventually(
+                current(lambda: [e for e in logs if e["event"] == FAILED]),
+                lambda seen: len(seen) >= len(failed) + 12,
+                timeout_s=60,
+                what="twelve failed claims",
+            )
+            lasted = time.monotonic() - began
+            await own_pooler.admin(f"ENABLE {database}")
+        finally:
+            await worker.stop(grace_s=1)
+    failures = [e for e in logs if e["event"] == FAILED]
+    warned = [e for e in failures if e["log_level"] == "warning"]
+    assert 1 <= len(warned) <= 2 + lasted // CLAIM_WARNING_EVERY_S, (lasted, warned)
+    assert all("not_logged_since_last" in e for e in warned)
