@@ -72,12 +72,19 @@ STATEMENT_MODE_FIX = (
 
 def statement_pooled(exc: BaseException) -> bool:
     """True when PgBouncer refused ``exc``'s transaction for its statement pooling mode: the
-    error, or one it was raised from, is PostgreSQL's protocol error that says so."""
-    seen: BaseException | None = exc
-    while seen is not None:
-        if isinstance(seen, asyncpg.PostgresError) and _STATEMENT_MODE in str(seen):
+    error, or one it was raised from or while handling, is PostgreSQL's protocol error that says
+    so. (The transaction's end then meets the closed connection: asyncpg's InterfaceError
+    "cannot call Transaction.__aexit__()", raised while handling the refusal.)"""
+    left, seen = [exc], {id(exc)}
+    while left:
+        error = left.pop()
+        if isinstance(error, asyncpg.PostgresError) and _STATEMENT_MODE in str(error):
             return True
-        seen = seen.__cause__
+        for linked in (error.__cause__, error.__context__):
+            # Each at most once: a chain may loop (an error re-raised while handling itself).
+            if linked is not None and id(linked) not in seen:
+                seen.add(id(linked))
+                left.append(linked)
     return False
 
 

@@ -75,3 +75,20 @@ def test_other_closed_connections_name_no_pool_mode(server_said: str | None) -> 
     with pytest.raises(StoreUnavailable) as caught, translate():
         raise closed
     assert STATEMENT_MODE_FIX not in str(caught.value)
+
+
+def test_the_closed_transaction_met_after_the_refusal_names_the_fix_too() -> None:
+    """The transaction's end meets the connection PgBouncer closed: asyncpg's InterfaceError,
+    raised while handling the refusal (its ``__context__``)."""
+    refusal = _closed("transaction blocks not allowed in statement pooling mode")
+    ended = asyncpg.InterfaceError(
+        "cannot call Transaction.__aexit__(): the underlying connection is closed"
+    )
+    ended.__context__ = refusal
+    refusal.__context__ = ended  # a loop, as an error re-raised while handling itself makes
+    assert describe(ended).endswith(STATEMENT_MODE_FIX)
+    with pytest.raises(StoreUnavailable) as caught, translate():
+        raise ended
+    assert str(caught.value).endswith(STATEMENT_MODE_FIX)
+    alone = asyncpg.InterfaceError("cannot call Transaction.__aexit__(): connection is closed")
+    assert STATEMENT_MODE_FIX not in describe(alone)
