@@ -36,7 +36,14 @@ from receiver.embedded.credentials import (
 from receiver.reloads import RuleReloads, log_rule_warnings, rules_data
 from receiver.rules.loader import RuleHolder
 from receiver.rules.model import RuleSet
-from receiver.store import PoolerNotNamed, PoolTooSmall, Store, StoreUnavailable
+from receiver.store import (
+    STATEMENT_MODE_FIX,
+    PoolerNotNamed,
+    PoolTooSmall,
+    Store,
+    StoreUnavailable,
+    statement_pooled,
+)
 
 __all__ = [
     "Generated",
@@ -94,6 +101,11 @@ async def connect_store(settings: Settings, dsn: str, *, check_pooler: bool = Tr
         raise not_a_dsn(source, dsn, exc) from None
     except StoreUnavailable as exc:
         cause = exc.__cause__ or exc
+        if statement_pooled(cause):
+            # Reached, and refused for good: its message, not an outage's, and the fix.
+            raise StartupError(
+                f"{source}: {where(dsn)} refused a transaction: {STATEMENT_MODE_FIX}"
+            ) from None
         # A connect timeout has no text of its own ("TimeoutError: " said nothing).
         text = str(cause) or ("no answer in time" if isinstance(cause, TimeoutError) else "")
         reason = redacted(f"{type(cause).__name__}: {text}" if text else type(cause).__name__, dsn)

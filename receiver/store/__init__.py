@@ -34,7 +34,13 @@ from receiver.store.canonical import canonical_json
 from receiver.store.claims import MAX_HINTED_LANES, next_lane
 from receiver.store.database import WORK_CHANNEL
 from receiver.store.deferrals import DEFERRED_AUDIT, StepDeferrals
-from receiver.store.errors import StoreUnavailable, describe, is_unavailable
+from receiver.store.errors import (
+    STATEMENT_MODE_FIX,
+    StoreUnavailable,
+    describe,
+    is_unavailable,
+    statement_pooled,
+)
 from receiver.store.escalation_ends import OVERTAKEN_AUDIT, EscalationEnds, Overtaken
 from receiver.store.events import CLAIM_WINDOW, EventQueue
 from receiver.store.failures import Failures
@@ -94,6 +100,7 @@ __all__ = [
     "OVERTAKEN_AUDIT",
     "QUEUE_STATES",
     "STARTED",
+    "STATEMENT_MODE_FIX",
     "WITHDRAWN",
     "WORK_CHANNEL",
     "AuditCheck",
@@ -135,6 +142,7 @@ __all__ = [
     "keep_statistics",
     "next_lane",
     "run_id_of",
+    "statement_pooled",
     "store_session_settings",
 ]
 

@@ -5,7 +5,8 @@ resources) surface as ``StoreUnavailable`` so the HTTP layer can answer 503 and 
 back off; every other database error is a bug and propagates unchanged. ``translate()`` draws
 that line around each database call. ``describe()`` names an error without the values of the
 statement, for logs that other senders' data must stay out of. Both name the fix for asyncpg's
-own prepared statements lost behind a transaction pooler (``pooler_statement_error``).
+own prepared statements lost behind a transaction pooler (``pooler_statement_error``), and for
+a PgBouncer in statement pooling mode (``statement_pooled``).
 """
 
 from __future__ import annotations
@@ -17,10 +18,12 @@ import asyncpg
 
 __all__ = [
     "POOLER_FIX",
+    "STATEMENT_MODE_FIX",
     "StoreUnavailable",
     "describe",
     "is_unavailable",
     "pooler_statement_error",
+    "statement_pooled",
     "translate",
 ]
 
@@ -49,6 +52,40 @@ POOLER_FIX = (
     " then restart; asyncpg's prepared statements do not survive from one transaction to the"
     " next on it"
 )
+
+
+# PgBouncer in pool_mode = statement ends a client whose transaction outlives a statement
+# ("transaction blocks not allowed in statement pooling mode", an ErrorResponse and the
+# connection closed: asyncpg's ConnectionDoesNotExistError, SQLSTATE 08003, the server's error
+# its cause). A connection failure by its class, so an outage to retry (a 503, the worker backing
+# off), which it is when the pooler's mode is switched back; but it lasts as long as the mode
+# does, and only the store's single statements pass (intake's), so every claim failed and the
+# log said "store unavailable" every second, naming no setting.
+_STATEMENT_MODE = "statement pooling mode"
+STATEMENT_MODE_FIX = (
+    "database_url is a PgBouncer in pool_mode = statement, which allows no transaction of more"
+    " than one statement, and the store's work is such transactions: set pool_mode = transaction"
+    " for this database (with database.pooler: pgbouncer-transaction, REMEDIATOR_DATABASE_POOLER,"
+    " and database.direct_url, REMEDIATOR_DATABASE_DIRECT_URL) or pool_mode = session"
+)
+
+
+def statement_pooled(exc: BaseException) -> bool:
+    """True when PgBouncer refused ``exc``'s transaction for its statement pooling mode: the
+    error, or one it was raised from or while handling, is PostgreSQL's protocol error that says
+    so. (The transaction's end then meets the closed connection: asyncpg's InterfaceError
+    "cannot call Transaction.__aexit__()", raised while handling the refusal.)"""
+    left, seen = [exc], {id(exc)}
+    while left:
+        error = left.pop()
+        if isinstance(error, asyncpg.PostgresError) and _STATEMENT_MODE in str(error):
+            return True
+        for linked in (error.__cause__, error.__context__):
+            # Each at most once: a chain may loop (an error re-raised while handling itself).
+            if linked is not None and id(linked) not in seen:
+                seen.add(id(linked))
+                left.append(linked)
+    return False
 
 
 def pooler_statement_error(exc: BaseException) -> bool:
@@ -80,7 +117,8 @@ def is_unavailable(exc: BaseException) -> bool:
 
 def describe(exc: BaseException) -> str:
     """The error's type, and its SQLSTATE when PostgreSQL raised it; never its message. For a
-    prepared statement lost behind a transaction pooler, also the fix (``POOLER_FIX``).
+    prepared statement lost behind a transaction pooler, also the fix (``POOLER_FIX``); for a
+    transaction refused by a pooler in statement mode, that fix (``STATEMENT_MODE_FIX``).
 
     asyncpg's messages may quote the statement's arguments ("invalid input for query argument
     $5: [...]"), which for a group commit are other senders' alerts.
@@ -88,21 +126,25 @@ def describe(exc: BaseException) -> str:
     state = getattr(exc, "sqlstate", None)
     name = type(exc).__name__
     named = f"{name} (SQLSTATE {state})" if isinstance(state, str) and state else name
-    return f"{named}: {POOLER_FIX}" if pooler_statement_error(exc) else named
+    if pooler_statement_error(exc):
+        return f"{named}: {POOLER_FIX}"
+    return f"{named}: {STATEMENT_MODE_FIX}" if statement_pooled(exc) else named
 
 
 @contextlib.contextmanager
 def translate() -> Iterator[None]:
     """Re-raise connection failures inside the block as StoreUnavailable; others unchanged,
     but a prepared statement lost behind a transaction pooler gets ``POOLER_FIX`` as a note
-    (shown with its traceback), so that a logged exception names the setting."""
+    (shown with its traceback), so that a logged exception names the setting; and one refused
+    by a pooler in statement mode has ``STATEMENT_MODE_FIX`` in its message."""
     try:
         yield
     except StoreUnavailable:
         raise
     except Exception as exc:
         if is_unavailable(exc):
-            raise StoreUnavailable(f"{type(exc).__name__}: {exc}") from exc
+            fix = f": {STATEMENT_MODE_FIX}" if statement_pooled(exc) else ""
+            raise StoreUnavailable(f"{type(exc).__name__}: {exc}{fix}") from exc
         if pooler_statement_error(exc) and POOLER_FIX not in getattr(exc, "__notes__", ()):
             exc.add_note(POOLER_FIX)
         raise

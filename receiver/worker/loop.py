@@ -2,10 +2,11 @@
 
 Work is two kinds of job with one set of mechanics: alert events (what intake stored) and run
 jobs (take a parked run up again, end a verification). Both are leased rows claimed with
-``FOR UPDATE SKIP LOCKED``; a LISTEN on the store's work channel wakes the loop at once, and a
-poll every ``poll_interval_s`` covers a lost notification, a dropped listen connection and jobs
-that become due later. While an item is processed its lease is extended; if this replica dies,
-the lease runs out and another replica reclaims it (at-least-once).
+``FOR UPDATE SKIP LOCKED``; a LISTEN on the store's work channel wakes the loop at once (a
+store out of reach: claim_backoff.py), and a poll every ``poll_interval_s`` covers a lost
+notification, a dropped listen connection and jobs that become due later. While an item is
+processed its lease is extended; if this replica dies, it runs out and another replica
+reclaims the item (at-least-once).
 
 What to do with an item is injected (``process``, ``process_job``); the worker only knows the
 answer: done (completed already, given the lease: ``lease_to_process``), or retry after a
@@ -50,6 +51,7 @@ from receiver.worker.attempt import (
     event_calls,
     job_calls,
 )
+from receiver.worker.claim_backoff import ClaimOutage, back_off
 from receiver.worker.express import express_cursor, hinted_lanes
 from receiver.worker.listen import LISTEN_WARNING_EVERY_S, Listener
 
@@ -122,6 +124,7 @@ class Worker:
         self._poll_interval_s = poll_interval_s
         self._log: Any = log or structlog.get_logger("remediator.worker")
         self._backoff = Backoff(backoff_base_s, backoff_max_s)
+        self._outage = ClaimOutage(self._log)
         self._attempts = Attempts(
             owner=self.owner,
             lease_s=lease_s,
@@ -304,15 +307,14 @@ class Worker:
             except StoreUnavailable as exc:
                 failures += 1
                 delay = self._backoff(failures, cap=min(30.0, self._poll_interval_s))
-                self._log.warning(
-                    "store unavailable while claiming", error=str(exc), retry_in_s=round(delay, 1)
-                )
-                await self._back_off(delay)
+                self._outage.failed(exc, delay)
+                await back_off(delay, stopped=self._stopped, wake=self._wake)
                 continue
             except Exception:
                 failures += 1
                 self._log.exception("claiming work failed")
-                await self._back_off(self._backoff(failures, cap=30.0))
+                # No wake-up ends this one: a fault that is no outage lasts, and says so each time.
+                await back_off(self._backoff(failures, cap=30.0), stopped=self._stopped)
                 continue
             backlog = claimed == limit
             if backlog:
@@ -320,11 +322,6 @@ class Worker:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), self._poll_interval_s)
         self._log.info("stopped claiming", in_progress=len(self._in_flight))
-
-    async def _back_off(self, delay_s: float) -> None:
-        """Wait ``delay_s`` seconds before claiming again, or until the stop begins."""
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._stopped.wait(), delay_s)
 
     async def _claim_express(self) -> bool:
         """Claim one event beyond the concurrency for a lane intake named that has nothing in

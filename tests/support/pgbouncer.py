@@ -1,6 +1,7 @@
 """A real PgBouncer (Debian's ``/usr/sbin/pgbouncer``, 1.18) in ``pool_mode = transaction`` (or,
-``start(mode="session")``, session) in front of the session's test PostgreSQL, the way users run
-the service behind one.
+``start(mode="session")``, session; ``"statement"``, a user's mistake) in front of the
+session's test PostgreSQL, the way users run the service behind one. ``PgBouncer.admin`` runs
+a command of its admin console (``PAUSE``, ``KILL``, ``SET pool_mode = ...``), as its operator.
 
 Clients log in to PgBouncer with SCRAM-SHA-256 and a password of its ``userlist.txt`` (the test
 server's own password when it has one, a generated one when it trusts loopback); PgBouncer logs
@@ -26,6 +27,7 @@ from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import quote, urlsplit, urlunsplit
 
+import asyncpg
 import pytest
 
 from receiver.embedded.process import free_port, unprivileged_account
@@ -36,7 +38,7 @@ from tests.support.servers import server_missing
 
 __all__ = ["PgBouncer", "PoolMode", "pgbouncer", "start"]
 
-PoolMode = Literal["transaction", "session"]
+PoolMode = Literal["transaction", "session", "statement"]
 
 DEBIAN_BINARY = Path("/usr/sbin/pgbouncer")  # not on a user's PATH: Debian puts it in sbin
 
@@ -67,6 +69,17 @@ class PgBouncer:
         """The database of ``direct_url`` (a URL of the test PostgreSQL) through PgBouncer."""
         return self.url(urlsplit(direct_url).path.lstrip("/"))
 
+    async def admin(self, command: str) -> None:
+        """Run ``command`` on PgBouncer's admin console (``PAUSE db``, ``KILL db``, ``SET
+        pool_mode = statement``, ``RELOAD``), as the user it logs in (``admin_users``). The
+        console speaks only the simple query protocol: asyncpg's ``execute`` without
+        arguments, no ``SHOW`` rows."""
+        conn = await asyncpg.connect(self.url("pgbouncer"), statement_cache_size=0)
+        try:
+            await conn.execute(command)
+        finally:
+            await conn.close()
+
     def log_tail(self, chars: int = 8000) -> str:
         try:
             return (self.workdir / "pgbouncer.log").read_text(errors="replace")[-chars:]
@@ -85,6 +98,7 @@ def _config(
     pool_size: int,
     round_robin: bool,
     mode: PoolMode,
+    user: str,
 ) -> str:
     return f"""\
 [databases]
@@ -105,6 +119,8 @@ max_client_conn = 500
 server_round_robin = {int(round_robin)}
 log_connections = 0
 log_disconnections = 0
+; The admin console (database "pgbouncer"): PAUSE, RESUME, KILL, RECONNECT, RELOAD, SET.
+admin_users = {user}
 """
 
 
@@ -134,7 +150,9 @@ def start(
     workdir = Path(tempfile.mkdtemp(prefix="remediator-pgbouncer-"))
     password = pg.password or secrets.token_urlsafe(18)
     port = free_port()
-    (workdir / "pgbouncer.ini").write_text(_config(pg, port, workdir, pool_size, round_robin, mode))
+    (workdir / "pgbouncer.ini").write_text(
+        _config(pg, port, workdir, pool_size, round_robin, mode, pg.user)
+    )
     # userlist.txt: "user" "password", a double quote doubled.
     quoted = password.replace('"', '""')
     (workdir / "userlist.txt").write_text(f'"{pg.user}" "{quoted}"\n')
