@@ -130,7 +130,10 @@ def operator_target(settings: Settings, url: str | None) -> tuple[str, dict[str,
     from receiver.embedded.credentials import OPERATOR_TOKEN_FILE
     from receiver.embedded.owner import live_owner
 
-    configured = bool({"host", "port"} & settings.model_fields_set)
+    # Port 0 (any free one) names no server: a serve started with REMEDIATOR_PORT=0 recorded
+    # the port it bound, and the CLI run in its environment asked port 0 instead.
+    named = {"host", "port"} if settings.port != 0 else {"host"}
+    configured = bool(named & settings.model_fields_set)
     owner = live_owner(settings.data_dir)
     served = owner.http_url if owner is not None else None
     if settings.operator_token is not None:

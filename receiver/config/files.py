@@ -57,11 +57,15 @@ def path_shown(path: Path) -> bool:
     be read): when something is there, or the directory it names is (a misspelt file name).
     A secret given where its file goes (``REMEDIATOR_WEBHOOK_TOKEN_FILE=<the token>``, a DSN
     as ``dsn_file``) names nothing, and was quoted whole in the error, which a pod's log
-    keeps; the message says ``PATH_NOT_SHOWN`` instead."""
+    keeps; the message says ``PATH_NOT_SHOWN`` instead. An absolute path below a directory
+    that is there (``/etc/remediator/secrets/token``, its Secret's volume not mounted) is a
+    path: that was hidden too, where the user needed it. The root alone says nothing."""
     try:
         if path.exists() or path.is_symlink():
             return True
-        return path.parent != Path() and path.parent.is_dir()
+        if path.parent != Path() and path.parent.is_dir():
+            return True
+        return path.is_absolute() and any(above.is_dir() for above in path.parents[:-1])
     except OSError:  # a name too long for a path: no file's
         return False
 

@@ -171,10 +171,12 @@ def load_settings(config_file: Path | None, environ: Mapping[str, str]) -> Setti
             raw[key.field] = value
             source[key.field] = path
 
-    # KUBECONFIG is the ecosystem's variable; ours overrides it.
+    # KUBECONFIG is the ecosystem's variable; ours overrides it. A list, as kubectl reads it:
+    # the first file there (kubectl skips missing and empty entries; the first alone was taken,
+    # and `/gone:~/.kube/config` stopped serve); none there, the first named, refused by name.
     if "KUBECONFIG" in environ and environ["KUBECONFIG"].strip():
-        first = environ["KUBECONFIG"].split(os.pathsep)[0]
-        raw["kubeconfig"] = first
+        named = [p for p in environ["KUBECONFIG"].split(os.pathsep) if p.strip()] or [""]
+        raw["kubeconfig"] = next((p for p in named if Path(p).expanduser().is_file()), named[0])
         source["kubeconfig"] = "KUBECONFIG"
 
     # A misspelt variable would leave its setting at the default (REMEDIATOR_DRYRUN: live).

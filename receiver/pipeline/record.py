@@ -189,10 +189,12 @@ class Record:
                 # an ended run alone), and a rule failing while Redis took no write (or the
                 # lock's release only) never tripped. Still running, its retry counts it.
                 ctx.log.warning("could not feed the circuit breaker", error=str(exc))
+                # What Redis said goes with it: a refusal that lasts (an ACL's NOPERM) keeps the
+                # run running and its event pending for good, and `remediator events` shows why.
                 return Verdict.retry(
                     deps.settings.guards_down_retry_s,
                     "guards unavailable (Redis): the run's failure could not be counted in its "
-                    "rule's circuit breaker, so its outcome waits; it will be retried",
+                    f"rule's circuit breaker, so its outcome waits; it will be retried ({exc})",
                 )
         if not await release_lock(ctx):
             # Ended now, the run would leave its lock to a Redis that persists it (as a

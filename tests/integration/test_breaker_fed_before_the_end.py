@@ -61,6 +61,12 @@ async def test_a_failure_the_breaker_cannot_count_yet_is_counted_by_the_retry(
         assert [s.outcome for s in run.steps] == ["failed"]
         assert run.outcome is RunOutcome.RUNNING, run.outcome  # not ended uncounted
         assert await redis_client.zcard(FAILURES) == 0
+        # Retried until Redis takes it, never dead: the event's error says what Redis said.
+        events, _ = await h.store.list_events()
+        (event,) = events
+        assert event["state"] == "pending", event
+        assert "could not be counted in its rule's circuit breaker" in event["last_error"]
+        assert "NoPermissionError: this user has no permissions" in event["last_error"]
 
         await redis_client.acl_setuser(
             "no-breaker-writes", keys=["~remediator:breaker:failures:*"], reset_keys=False

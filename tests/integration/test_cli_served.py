@@ -109,3 +109,18 @@ async def test_on_external_stores_the_banner_command_finds_the_service(
         assert out == "no runs\n"  # the service answered: a fresh store has none
     finally:
         end(proc, 60)
+
+
+async def test_a_port_of_0_names_no_server_and_the_data_directorys_serve_answers(
+    serve: ServeFactory, embedded_dir: Path
+) -> None:
+    # A serve started with REMEDIATOR_PORT=0 binds any free port and records it; the CLI run in
+    # the same environment asked http://127.0.0.1:0, with the generated token or a configured one.
+    served = serve({"REMEDIATOR_PORT": "0"})
+    env = env_for(embedded_dir) | {"REMEDIATOR_PORT": "0"}
+    code, out, err = await cli(env, "status", "--json")
+    assert code == 0, err
+    assert "warning" not in err
+    assert json.loads(out)["paused"] is False
+    code, _, err = await cli(env | {"REMEDIATOR_OPERATOR_TOKEN": served.operator}, "runs")
+    assert code == 0, err

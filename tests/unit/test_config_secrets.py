@@ -313,6 +313,18 @@ def test_an_approval_secret_given_where_its_path_goes_is_not_quoted(
     assert "qzxs" not in caught.value.message
 
 
+def test_a_file_under_a_directory_not_mounted_is_named(tmp_path: Path) -> None:
+    # A Secret's volume not mounted: its directory is not there, but the one above is; the
+    # path is what the user must see to find the missing mount.
+    missing = tmp_path / "secrets" / "webhook" / "token"
+    with pytest.raises(ConfigError) as caught:
+        load_settings(None, {"REMEDIATOR_WEBHOOK_TOKEN_FILE": str(missing)})
+    assert caught.value.message == (
+        f"REMEDIATOR_WEBHOOK_TOKEN_FILE: cannot read secret file {missing}:"
+        " No such file or directory"
+    )
+
+
 def test_a_misspelt_file_in_a_directory_that_exists_is_named(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as caught:
         load_settings(None, {"REMEDIATOR_WEBHOOK_TOKEN_FILE": str(tmp_path / "tokne")})

@@ -112,3 +112,18 @@ def test_a_misspelt_kubeconfig_in_a_directory_that_exists_is_named(tmp_path: Pat
 
 def test_no_kubeconfig_set_is_no_error() -> None:
     check_kubeconfig_named(load_settings(None, {}), {})
+
+
+@pytest.mark.parametrize("listed", ["{gone}:{real}", ":{real}", "{real}:{gone}"])
+async def test_a_kubeconfig_list_takes_its_first_file_as_kubectl_does(
+    tmp_path: Path, listed: str
+) -> None:
+    """KUBECONFIG is a list (kubectl skips missing and empty entries): its first entry alone
+    was taken, and ``/gone:~/.kube/config`` stopped serve (``:~/.kube/config`` too)."""
+    real = write(tmp_path / "kubeconfig", _CLUSTER + "  user: {token: t}\n")
+    environ = {"KUBECONFIG": listed.format(gone=tmp_path / "gone" / "config", real=real)}
+    settings = load_settings(None, environ)
+    assert settings.kubeconfig == real
+    check_kubeconfig_named(settings, environ)
+    configuration = await load_kube_configuration(settings, environ)
+    assert configuration.host == "https://127.0.0.1:1"
