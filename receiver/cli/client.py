@@ -26,6 +26,7 @@ import click
 
 from receiver.cli.common import BadUsage, UserError
 from receiver.config import Settings
+from receiver.config.inline import connect_host
 from receiver.text import has_lone_surrogate
 
 __all__ = [
@@ -131,8 +132,14 @@ def operator_target(settings: Settings, url: str | None) -> tuple[str, dict[str,
     from receiver.embedded.owner import live_owner
 
     # Port 0 (any free one) names no server: a serve started with REMEDIATOR_PORT=0 recorded
-    # the port it bound, and the CLI run in its environment asked port 0 instead.
-    named = {"host", "port"} if settings.port != 0 else {"host"}
+    # the port it bound, and the CLI run in its environment asked port 0 instead. Nor does a
+    # wildcard host (0.0.0.0, ::: where serve listens, set for it in a shared environment):
+    # with `serve --port N` the CLI asked port 9095 of loopback instead of that serve.
+    named = set()
+    if settings.port != 0:
+        named.add("port")
+    if connect_host(settings.host) == settings.host:
+        named.add("host")
     configured = bool(named & settings.model_fields_set)
     owner = live_owner(settings.data_dir)
     served = owner.http_url if owner is not None else None

@@ -124,3 +124,19 @@ async def test_a_port_of_0_names_no_server_and_the_data_directorys_serve_answers
     assert json.loads(out)["paused"] is False
     code, _, err = await cli(env | {"REMEDIATOR_OPERATOR_TOKEN": served.operator}, "runs")
     assert code == 0, err
+
+
+async def test_a_wildcard_host_names_no_server_and_the_data_directorys_serve_answers(
+    serve: ServeFactory, embedded_dir: Path
+) -> None:
+    # REMEDIATOR_HOST=0.0.0.0 set for serve (listen on every interface) in an environment the
+    # CLI shares, the port given as --port: the CLI asked 127.0.0.1:9095, not that serve.
+    wildcard = "0.0.0.0"  # noqa: S104 - the wildcard is what is tested; serve lives for the test
+    served = serve({"REMEDIATOR_HOST": wildcard})
+    env = env_for(embedded_dir) | {"REMEDIATOR_HOST": wildcard}
+    code, out, err = await cli(env, "status", "--json")
+    assert code == 0, err
+    assert "warning" not in err
+    assert json.loads(out)["paused"] is False
+    code, _, err = await cli(env | {"REMEDIATOR_OPERATOR_TOKEN": served.operator}, "runs")
+    assert code == 0, err
