@@ -8,6 +8,8 @@ import re
 import shlex
 from pathlib import Path
 
+import pytest
+
 from tests.support.daemons import end
 from tests.support.served import ServeFactory, cli, env_for, launch
 
@@ -111,29 +113,22 @@ async def test_on_external_stores_the_banner_command_finds_the_service(
         end(proc, 60)
 
 
-async def test_a_port_of_0_names_no_server_and_the_data_directorys_serve_answers(
-    serve: ServeFactory, embedded_dir: Path
-) -> None:
-    # A serve started with REMEDIATOR_PORT=0 binds any free port and records it; the CLI run in
-    # the same environment asked http://127.0.0.1:0, with the generated token or a configured one.
-    served = serve({"REMEDIATOR_PORT": "0"})
-    env = env_for(embedded_dir) | {"REMEDIATOR_PORT": "0"}
-    code, out, err = await cli(env, "status", "--json")
-    assert code == 0, err
-    assert "warning" not in err
-    assert json.loads(out)["paused"] is False
-    code, _, err = await cli(env | {"REMEDIATOR_OPERATOR_TOKEN": served.operator}, "runs")
-    assert code == 0, err
+# Set for serve in an environment the CLI shares, neither names a server: REMEDIATOR_PORT=0
+# (serve binds any free port and records it) made the CLI ask http://127.0.0.1:0, and
+# REMEDIATOR_HOST=0.0.0.0 (serve listens on every interface; its port from --port) made it ask
+# 127.0.0.1:9095, with the generated token or a configured one.
+NAMING_NO_SERVER = {
+    "port 0": {"REMEDIATOR_PORT": "0"},
+    "wildcard host": {"REMEDIATOR_HOST": "0.0.0.0"},  # noqa: S104 - what is tested; serve lives for the test
+}
 
 
-async def test_a_wildcard_host_names_no_server_and_the_data_directorys_serve_answers(
-    serve: ServeFactory, embedded_dir: Path
+@pytest.mark.parametrize("setting", NAMING_NO_SERVER.values(), ids=NAMING_NO_SERVER.keys())
+async def test_a_setting_that_names_no_server_leaves_the_data_directorys_serve_to_answer(
+    serve: ServeFactory, embedded_dir: Path, setting: dict[str, str]
 ) -> None:
-    # REMEDIATOR_HOST=0.0.0.0 set for serve (listen on every interface) in an environment the
-    # CLI shares, the port given as --port: the CLI asked 127.0.0.1:9095, not that serve.
-    wildcard = "0.0.0.0"  # noqa: S104 - the wildcard is what is tested; serve lives for the test
-    served = serve({"REMEDIATOR_HOST": wildcard})
-    env = env_for(embedded_dir) | {"REMEDIATOR_HOST": wildcard}
+    served = serve(setting)
+    env = env_for(embedded_dir) | setting
     code, out, err = await cli(env, "status", "--json")
     assert code == 0, err
     assert "warning" not in err

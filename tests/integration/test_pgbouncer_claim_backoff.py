@@ -15,7 +15,7 @@ come at once, and the next took 0.2 s.
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 
 import pytest
 from structlog.testing import capture_logs
@@ -28,7 +28,6 @@ from receiver.worker.claim_backoff import CLAIM_WARNING_EVERY_S
 from tests.support import payloads
 from tests.support import pgbouncer as bouncers
 from tests.support.polling import current, eventually
-from tests.support.postgres import PostgresServer
 
 pytestmark = pytest.mark.postgres
 
@@ -37,16 +36,6 @@ FAILED = "store unavailable while claiming"
 LONG_BACKOFF_S = 8.0
 # Well under it, on a busy 2-core machine: the claim a NOTIFY brings goes within a second.
 PROMPT_S = 4.0
-
-
-@pytest.fixture
-def own_pooler(pg_server: PostgresServer) -> Iterator[bouncers.PgBouncer]:
-    """A transaction pooler of this test's own, whose database it disables."""
-    bouncer = bouncers.start(pg_server)
-    try:
-        yield bouncer
-    finally:
-        bouncer.stop()
 
 
 @pytest.fixture

@@ -39,16 +39,6 @@ def statement_pooler(pg_server: PostgresServer) -> Iterator[bouncers.PgBouncer]:
         bouncer.stop()
 
 
-@pytest.fixture
-def own_pooler(pg_server: PostgresServer) -> Iterator[bouncers.PgBouncer]:
-    """A transaction pooler of this test's own, whose mode it switches."""
-    bouncer = bouncers.start(pg_server)
-    try:
-        yield bouncer
-    finally:
-        bouncer.stop()
-
-
 async def test_serve_names_the_pool_mode_at_start(
     statement_pooler: bouncers.PgBouncer, database_url: str, embedded_dir: Path
 ) -> None:

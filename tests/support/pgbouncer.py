@@ -189,3 +189,14 @@ def pgbouncer(pg_server: PostgresServer) -> Iterator[PgBouncer]:
         yield bouncer
     finally:
         bouncer.stop()
+
+
+@pytest.fixture
+def own_pooler(pg_server: PostgresServer) -> Iterator[PgBouncer]:
+    """A transaction pooler of the test's own, in front of ``pg_server``: one it may pause,
+    disable, kill or switch to another mode without touching the session's."""
+    bouncer = start(pg_server)
+    try:
+        yield bouncer
+    finally:
+        bouncer.stop()
