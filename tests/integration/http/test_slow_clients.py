@@ -121,6 +121,11 @@ async def test_trickling_headers_do_not_extend_the_time(port: int) -> None:
     sending = asyncio.create_task(trickle())
     try:
         answer = await read_to_eof(reader, CLOSED_WITHIN_S)
+    except ConnectionResetError:
+        # Closed as well: a byte of the trickle that reached the server's socket after its
+        # close, or was left unread in it, is answered by the kernel with a reset, not the end
+        # of the stream (a CI run with three test processes met it once).
+        answer = b""
     finally:
         sending.cancel()
         writer.close()
