@@ -18,7 +18,7 @@ from receiver.store import WORK_CHANNEL as EVENTS_CHANNEL
 from receiver.store import Store, StoreUnavailable
 from tests.support import payloads
 from tests.support.gated_store import GatedStore, gated_store
-from tests.support.polling import current, eventually
+from tests.support.polling import current, eventually, eventually_not_none
 from tests.support.postgres import PostgresServer
 
 pytestmark = pytest.mark.postgres
@@ -232,10 +232,21 @@ async def test_store_errors_fail_only_their_batch(
                 await intake.accept(notification(1, seed="down"))
         finally:
             pg_controlled.start()
-        # The writer that failed is gone; the next notification finds a new one.
-        assert await asyncio.wait_for(intake.accept(notification(1, seed="up")), 10) == (
-            IntakeResult(1, 0)
-        )
+
+        # The writer that failed is gone; a notification after the restart finds a new one.
+        # Sent again after a 503 as Alertmanager does: on a loaded machine the first connection
+        # to the restarted server may take longer than the store's 5 s (a CI run met it once),
+        # and that answer is a 503 too; the copy that lands is stored once (a duplicate if a
+        # write the 503 cut short had committed after all).
+        async def accept_up() -> IntakeResult | None:
+            try:
+                return await asyncio.wait_for(intake.accept(notification(1, seed="up")), 10)
+            except StoreUnavailable:
+                return None
+
+        result = await eventually_not_none(accept_up, timeout_s=60, what="an accepted notification")
+        assert (result.accepted, result.accepted + result.duplicates) in ((1, 1), (0, 1))
+        assert await store.queue_depth() == 1
     finally:
         await store.close()
 
